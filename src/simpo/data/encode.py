@@ -1,0 +1,91 @@
+"""Token ids of a preference pair: the rendered prompt, then each response, then truncation.
+
+The response tokens are everything the chat template renders after the prompt (with
+`add_generation_prompt=True`) for the whole conversation: the answer and the template's own
+end-of-turn. Whole texts are tokenized once, without extra special tokens (templates render their
+own BOS), and the prompt is the longest common token prefix of the prompt and both conversations,
+so `prompt_ids + response_ids` is always the tokenization of the whole conversation, also when a
+token merges across the prompt/response boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .chat import fold_system, render, template_shows_system
+from .rows import DataError, Pair
+
+
+def _common_prefix(*sequences: list[int]) -> int:
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        if any(s[i] != sequences[0][i] for s in sequences[1:]):
+            return i
+    return n
+
+
+@dataclass
+class PairEncoder:
+    tokenizer: object
+    max_length: int
+    max_prompt_length: int
+    truncation_mode: str = "keep_end"
+
+    def __post_init__(self):
+        self.fold_system = not template_shows_system(self.tokenizer)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode(self, pair: Pair, where: str) -> dict:
+        prompt_messages = pair.prompt
+        if self.fold_system:
+            try:
+                prompt_messages = fold_system(prompt_messages)
+            except ValueError as err:
+                raise DataError(f"{where}: {err}") from None
+        try:
+            prompt_text = render(self.tokenizer, prompt_messages, add_generation_prompt=True)
+            texts = [render(self.tokenizer, prompt_messages + [answer]) for answer in (pair.chosen, pair.rejected)]
+        except Exception as err:  # jinja's errors carry the template's own message ("roles must alternate")
+            raise DataError(f"{where}: the chat template cannot render this conversation: {err}") from None
+        for text in texts:
+            if not text.startswith(prompt_text):
+                raise DataError(
+                    f"{where}: the chat template renders the prompt differently inside the whole conversation, "
+                    "so the response tokens cannot be separated; fix the template (`chat_template:` in the recipe)"
+                )
+        prompt_ids, chosen_ids, rejected_ids = self._ids(prompt_text), *map(self._ids, texts)
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and prompt_ids[:2] == [bos, bos]:
+            raise DataError(f"{where}: the rendered prompt starts with two BOS tokens; the template adds its own")
+        cut = _common_prefix(prompt_ids, chosen_ids, rejected_ids)
+        if cut in (len(chosen_ids), len(rejected_ids)):
+            raise DataError(f"{where}: a response renders to no tokens after the prompt")
+        return self.truncate(prompt_ids[:cut], chosen_ids[cut:], rejected_ids[cut:])
+
+    def truncate(self, prompt: list[int], chosen: list[int], rejected: list[int]) -> dict:
+        """Official order: shorten the prompt first (to `max_prompt_length`), then the responses."""
+        prompt_cut = response_cut = False
+        if len(prompt) + max(len(chosen), len(rejected)) > self.max_length:
+            if len(prompt) > self.max_prompt_length:
+                prompt_cut = True
+                if self.truncation_mode == "keep_start":
+                    prompt = prompt[: self.max_prompt_length]
+                else:
+                    # Keep the end of the prompt, but not at the price of the BOS token it starts with.
+                    bos = self.tokenizer.bos_token_id
+                    keep_bos = bos is not None and prompt[0] == bos
+                    tail = prompt[len(prompt) - self.max_prompt_length + keep_bos :]
+                    prompt = [bos] + tail if keep_bos else tail
+            room = self.max_length - len(prompt)  # >= 1, since max_prompt_length < max_length
+            if max(len(chosen), len(rejected)) > room:
+                response_cut = True
+                chosen, rejected = chosen[:room], rejected[:room]
+        return {
+            "prompt_ids": prompt,
+            "chosen_ids": chosen,
+            "rejected_ids": rejected,
+            "prompt_truncated": prompt_cut,
+            "response_truncated": response_cut,
+        }

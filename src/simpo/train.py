@@ -1,0 +1,73 @@
+"""The train stage: recipe in, trained model folder out, with held-out metrics before and after."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from .config import Recipe
+from .data.chat import stop_token_ids
+from .data.dataset import build_pair_datasets
+from .data.encode import PairEncoder
+from .models import load_model, load_tokenizer
+from .trainer import SimPOTrainer
+
+logger = logging.getLogger("simpo")
+
+SUMMARY_KEYS = ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss")
+
+
+def _resume_point(args) -> str | bool | None:
+    """An explicit `resume_from_checkpoint`, else the newest checkpoint already in `output_dir`."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    wanted = args.resume_from_checkpoint
+    if isinstance(wanted, str) and wanted.lower() in ("false", "no", "none"):
+        return None
+    if wanted not in (None, "true", "True"):
+        return wanted
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last:
+        logger.warning("resuming from %s (set resume_from_checkpoint: false to start over)", last)
+    return last
+
+
+def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
+    """Train, save everything to `output_dir`, and return the held-out metrics before and after."""
+    from transformers import set_seed
+
+    args = recipe.training
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(recipe.model)
+    encoder = PairEncoder(tokenizer, args.max_length, args.max_prompt_length, args.truncation_mode)
+    with args.main_process_first(desc="tokenizing the dataset"):
+        train_set, test_set = build_pair_datasets(recipe.data, encoder, seed=args.seed)
+    model = load_model(recipe.model)
+    trainer = SimPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=train_set, eval_dataset=test_set)
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
+
+    evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
+    before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
+    trainer.train(resume_from_checkpoint=_resume_point(args))
+    after = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
+
+    # Stop at the end of an assistant turn when the saved model chats, not only at EOS.
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    trainer.save_model(str(output_dir))
+    trainer.save_state()
+    if evaluate and trainer.is_world_process_zero():
+        print(summary_table(before, after, len(test_set)))
+    return {"before": before, "after": after}
+
+
+def summary_table(before: dict, after: dict, pairs: int) -> str:
+    lines = [f"held-out pairs: {pairs}", f"{'metric':<28}{'before':>10}{'after':>10}"]
+    for key in SUMMARY_KEYS:
+        lines.append(f"{key:<28}{before.get(key, float('nan')):>10.4f}{after.get(key, float('nan')):>10.4f}")
+    return "\n".join(lines)
