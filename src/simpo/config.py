@@ -118,12 +118,14 @@ def _closest(key: str) -> str:
 
 def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    given: dict[str, str] = {}  # stored name -> the name the recipe used
     for key, value in values.items():
         name = ALIASES.get(key, key)
         if name not in KNOWN_KEYS:
             raise RecipeError(f"unknown recipe key {key!r} in {source}{_closest(key)}")
         if name in out:
-            raise RecipeError(f"{source} sets both {key!r} and its other name {name!r}: keep one")
+            raise RecipeError(f"{source} sets both {given[name]!r} and {key!r}, two names of one key: keep one")
+        given[name] = key
         if key == "warmup_ratio" and not (isinstance(value, (int, float)) and 0 <= value < 1):
             raise RecipeError(f"warmup_ratio must be a fraction in [0, 1), got {value!r}")
         out[name] = value

@@ -54,6 +54,9 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
     before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
     trainer.train(resume_from_checkpoint=_resume_point(args))
+    if before:
+        # train() starts a fresh log; keep the step-0 evaluation in trainer_state.json too.
+        trainer.state.log_history.insert(0, {**before, "step": 0})
     after = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
 
     # Stop at the end of an assistant turn when the saved model chats, not only at EOS.

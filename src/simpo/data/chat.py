@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config import RecipeError
 
-_PROBE = "\x1fsimpo-probe\x1f"
+_PROBE = "SIMPO-PROBE-7f3a"  # survives templates that trim or strip content
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
