@@ -50,12 +50,12 @@ def test_concatenated_forward_equals_separate_and_plain(kind, tiny_model_dir):
     features = encode_rows(tokenizer, rows)
     collate = PairCollator(tokenizer.pad_token_id)
     with torch.no_grad():
-        sums, counts = response_logps(model, **collate(features))
+        sums, counts = response_logps(model, collate(features))
         together = sums / counts
         apart = []
         for side in ("chosen_ids", "rejected_ids"):
             batch = collate([{"prompt_ids": f["prompt_ids"], "chosen_ids": f[side], "rejected_ids": f[side]} for f in features])
-            side_sums, side_counts = response_logps(model, **batch)
+            side_sums, side_counts = response_logps(model, batch)
             apart.append((side_sums / side_counts)[: len(features)])
     assert torch.allclose(together, torch.cat(apart), atol=1e-5, rtol=0)
     plain = torch.cat([plain_average_logps(model, tokenizer, rows, side) for side in ("chosen", "rejected")])

@@ -56,6 +56,10 @@ class SimPOConfig(TrainingArguments):
     max_prompt_length: int = 512
     truncation_mode: str = "keep_end"
     disable_dropout: bool = True
+    # Memory and speed (exact, so on by default): pairs packed into one row with no padding, and the
+    # output head + log-softmax applied to response tokens in chunks of this many tokens (0: off).
+    padding_free: bool = True
+    logps_chunk_size: int = 256
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False
 
@@ -210,6 +214,9 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
     mode = values.get("truncation_mode", "keep_end")
     if mode not in TRUNCATION_MODES:
         raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
+    chunk = values.get("logps_chunk_size", 256)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise RecipeError(f"logps_chunk_size must be a whole number >= 0 (0 turns chunking off), got {chunk!r}")
     max_length = values.get("max_length", 1024)
     max_prompt_length = values.get("max_prompt_length", 512)
     for key, value in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):

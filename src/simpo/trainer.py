@@ -33,7 +33,7 @@ class SimPOTrainer(Trainer):
     def __init__(self, model, args: SimPOConfig, processing_class, train_dataset, eval_dataset=None, **kwargs):
         if args.disable_dropout:
             disable_dropout(model)
-        kwargs.setdefault("data_collator", PairCollator(pad_token_id=processing_class.pad_token_id))
+        kwargs.setdefault("data_collator", PairCollator(processing_class.pad_token_id, args.padding_free))
         super().__init__(
             model=model,
             args=args,
@@ -49,7 +49,8 @@ class SimPOTrainer(Trainer):
 
     def pair_loss(self, model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The batch's mean loss, and per-pair metric values."""
-        sums, counts = response_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        base_model = self.accelerator.unwrap_model(model)
+        sums, counts = response_logps(model, inputs, self.args.logps_chunk_size, base_model)
         pairs = sums.shape[0] // 2
         average = sums / counts
         chosen, rejected = average[:pairs], average[pairs:]

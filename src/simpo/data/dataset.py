@@ -14,14 +14,12 @@ from .sources import load_split, split_role
 
 logger = logging.getLogger("simpo")
 
-COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids", "prompt_truncated", "response_truncated")
-
 
 def _features():
     from datasets import Features, List, Value
 
     ids = List(Value("int32"))
-    flags = {"prompt_truncated": Value("bool"), "response_truncated": Value("bool"), "drop": Value("string")}
+    flags = {"prompt_truncated": Value("bool"), "response_truncated": Value("bool"), "length": Value("int32"), "drop": Value("string")}
     return Features({"prompt_ids": ids, "chosen_ids": ids, "rejected_ids": ids, **flags})
 
 
@@ -30,7 +28,8 @@ def _encode_source(label: str, rows, row_numbers, encoder: PairEncoder, num_proc
         where = f"{label}, row {row_numbers[index]}"
         pair = read_pair(row, where)
         if not isinstance(pair, Pair):
-            return {**dict.fromkeys(COLUMNS[:3], []), "prompt_truncated": False, "response_truncated": False, "drop": pair}
+            empty = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "length": 0}
+            return {**empty, "prompt_truncated": False, "response_truncated": False, "drop": pair}
         return {**encoder.encode(pair, where), "drop": ""}
 
     return rows.map(

@@ -88,4 +88,5 @@ class PairEncoder:
             "rejected_ids": rejected,
             "prompt_truncated": prompt_cut,
             "response_truncated": response_cut,
+            "length": len(prompt) + max(len(chosen), len(rejected)),  # for `group_by_length`
         }
