@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from simpo.attention import use_per_sequence_attention
 from simpo.data.bundled import make_rows
 from simpo.data.collate import IGNORE, PairCollator
 from simpo.data.encode import PairEncoder
@@ -58,6 +59,9 @@ def test_chunked_and_packed_equal_full_logits(kind, untie, padding_free, tiny_mo
     reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
 
     batch = PairCollator(tokenizer.pad_token_id, padding_free=padding_free)(feats)
+    if padding_free:
+        use_per_sequence_attention(model)
+        assert model.config._attn_implementation.startswith("simpo_packed_")
     for chunk_size in (0, 5, 64):
         sums, counts = response_logps(model, batch, chunk_size=chunk_size)
         assert torch.equal(counts, reference_counts)
@@ -71,10 +75,13 @@ def test_chunked_and_packed_equal_full_logits(kind, untie, padding_free, tiny_mo
 
 
 @pytest.mark.parametrize("kind", ["llama", "gemma2"])
-def test_packed_row_never_attends_across_sequences(kind, tiny_model_dir):
+@pytest.mark.parametrize("per_sequence", [False, True])
+def test_packed_row_never_attends_across_sequences(kind, per_sequence, tiny_model_dir):
     folder = tiny_model_dir(kind)
     tokenizer, feats = features(folder, count=3, seed=4)
     model = load(folder).eval()
+    if per_sequence:
+        use_per_sequence_attention(model)
     collate = PairCollator(tokenizer.pad_token_id, padding_free=True)
     batch = collate(feats)
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch

@@ -122,6 +122,7 @@ def test_cli_end_to_end_then_resume_gives_the_same_weights(tiny_model_dir, tmp_p
     assert generation["eos_token_id"] == [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")]
     assert tokenizer.chat_template and "<start_of_turn>" in tokenizer.chat_template
     assert yaml.safe_load((out / "recipe.yaml").read_text())["beta"] == 3
+    assert "simpo_packed" not in (out / "config.json").read_text()  # the saved model loads anywhere
     final = load_file(out / "model.safetensors")
 
     # Lose the end of the run: the same command resumes from checkpoint-2 and ends where it did.

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from .attention import use_per_sequence_attention
 from .config import SimPOConfig
 from .data.collate import PairCollator
 from .logprobs import response_logps
@@ -33,6 +34,8 @@ class SimPOTrainer(Trainer):
     def __init__(self, model, args: SimPOConfig, processing_class, train_dataset, eval_dataset=None, **kwargs):
         if args.disable_dropout:
             disable_dropout(model)
+        if args.padding_free:
+            use_per_sequence_attention(model)
         kwargs.setdefault("data_collator", PairCollator(processing_class.pad_token_id, args.padding_free))
         super().__init__(
             model=model,
