@@ -22,7 +22,28 @@ class RecipeError(ValueError):
     """A recipe that cannot run; the message names the key and says what to do."""
 
 
-SIMPO_LOSS_TYPES = ("sigmoid", "hinge")
+# Each loss and the recipe keys that belong to it, with their defaults (within the SimPO paper's
+# search ranges for the baselines, arXiv 2405.14734 appendix; SimPO's own are the official trainer's).
+# A key of this table set for a loss that does not list it is an error; unset keys get the loss's default.
+_SIMPO_KEYS = {"beta": 2.0, "gamma_beta_ratio": 0.25, "label_smoothing": 0.0, "sft_weight": 0.0}
+LOSS_KEYS: dict[str, dict[str, float]] = {
+    "simpo": _SIMPO_KEYS,
+    "sigmoid": _SIMPO_KEYS,
+    "hinge": {"beta": 2.0, "gamma_beta_ratio": 0.25, "sft_weight": 0.0},
+    "dpo": {"beta": 0.1},
+    "ipo": {"tau": 0.1},
+    "cpo": {"beta": 0.1, "nll_weight": 1.0},
+    "kto_pair": {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0},
+    "orpo": {"orpo_lambda": 0.1},
+    "rdpo": {"beta": 0.1, "rdpo_alpha": 0.05},
+    "rrhf": {"nll_weight": 1.0},
+    "slic_hf": {"slic_delta": 1.0, "nll_weight": 1.0},
+}
+LOSS_TYPES = tuple(LOSS_KEYS)
+# Losses whose reward is a log-ratio against a reference model, and the keys only they take.
+REFERENCE_LOSSES = ("dpo", "ipo", "kto_pair", "rdpo")
+REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")
+_LOSS_HYPERPARAMETERS = sorted({key for keys in LOSS_KEYS.values() for key in keys})
 TRUNCATION_MODES = ("keep_end", "keep_start")
 
 
@@ -34,6 +55,7 @@ class ModelConfig:
     attn_implementation: str | None = None
     trust_remote_code: bool = False
     chat_template: str | None = None  # Jinja template that replaces the tokenizer's own
+    ref_model_name_or_path: str | None = None  # reference model of dpo/ipo/kto_pair/rdpo; None: the initial policy
 
 
 @dataclass
@@ -45,13 +67,27 @@ class DataConfig:
 
 @dataclass
 class SimPOConfig(TrainingArguments):
-    """`TrainingArguments` plus SimPO's own keys (names and defaults of the official SimPO trainer)."""
+    """`TrainingArguments` plus the loss keys (SimPO's names and defaults are the official trainer's).
 
-    beta: float = 2.0
-    gamma_beta_ratio: float = 0.25
-    sft_weight: float = 0.0
-    loss_type: str = "sigmoid"
-    label_smoothing: float = 0.0
+    Loss hyperparameters left as None take the default of `loss_type` (see `LOSS_KEYS`); those that
+    do not belong to it stay None.
+    """
+
+    loss_type: str = "simpo"
+    beta: float | None = None
+    gamma_beta_ratio: float | None = None
+    label_smoothing: float | None = None
+    sft_weight: float | None = None
+    tau: float | None = None
+    nll_weight: float | None = None
+    desirable_weight: float | None = None
+    undesirable_weight: float | None = None
+    orpo_lambda: float | None = None
+    rdpo_alpha: float | None = None
+    slic_delta: float | None = None
+    # Reference losses: reference log-probs computed once before training and cached (true), or a
+    # live reference model kept beside the policy (false).
+    precompute_ref_logps: bool = True
     max_length: int = 1024
     max_prompt_length: int = 512
     truncation_mode: str = "keep_end"
@@ -62,6 +98,16 @@ class SimPOConfig(TrainingArguments):
     logps_chunk_size: int = 256
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key, default in LOSS_KEYS.get(self.loss_type, {}).items():
+            if getattr(self, key) is None:
+                setattr(self, key, default)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.loss_type in REFERENCE_LOSSES
 
 
 # Old names that official recipes still use, mapped to the name we store. transformers 5 reads a
@@ -198,19 +244,7 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
     splits = values.get("dataset_splits", ["train", "test"])
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
         raise RecipeError(f"dataset_splits must be a list of split names, got {splits!r}")
-    if number("beta", 2.0) <= 0:
-        raise RecipeError(f"beta must be > 0, got {values['beta']}")
-    if number("gamma_beta_ratio", 0.25) < 0:
-        raise RecipeError(f"gamma_beta_ratio must be >= 0, got {values['gamma_beta_ratio']}")
-    if number("sft_weight", 0.0) < 0:
-        raise RecipeError(f"sft_weight must be >= 0, got {values['sft_weight']}")
-    if not 0 <= number("label_smoothing", 0.0) < 0.5:
-        raise RecipeError(f"label_smoothing must be in [0, 0.5), got {values['label_smoothing']}")
-    loss_type = values.get("loss_type", "sigmoid")
-    if loss_type not in SIMPO_LOSS_TYPES:
-        raise RecipeError(f"loss_type must be one of {', '.join(SIMPO_LOSS_TYPES)}, got {loss_type!r}")
-    if loss_type == "hinge" and values.get("label_smoothing", 0.0):
-        raise RecipeError("label_smoothing applies to loss_type sigmoid only; remove it or use sigmoid")
+    _check_loss_values(values, number)
     mode = values.get("truncation_mode", "keep_end")
     if mode not in TRUNCATION_MODES:
         raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
@@ -227,3 +261,30 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
             f"max_prompt_length ({max_prompt_length}) must be smaller than max_length ({max_length}): "
             "otherwise a prompt can leave no room for its response"
         )
+
+
+def _check_loss_values(values: dict[str, Any], number) -> None:
+    """`loss_type` is known, every loss key set belongs to it, and each value is in its range."""
+    loss_type = values.get("loss_type", "simpo")
+    if loss_type not in LOSS_KEYS:
+        raise RecipeError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
+    own = list(LOSS_KEYS[loss_type]) + (list(REFERENCE_KEYS) if loss_type in REFERENCE_LOSSES else [])
+    for key in (*_LOSS_HYPERPARAMETERS, *REFERENCE_KEYS):
+        if key in values and key not in own:
+            raise RecipeError(
+                f"{key} does not apply to loss_type {loss_type!r} (its keys: {', '.join(own)}); remove it or change loss_type"
+            )
+    limits = {  # key: (lowest, whether the lowest is allowed, highest excluded)
+        "beta": (0, False, None), "tau": (0, False, None), "gamma_beta_ratio": (0, True, None),
+        "sft_weight": (0, True, None), "nll_weight": (0, True, None), "orpo_lambda": (0, True, None),
+        "desirable_weight": (0, True, None), "undesirable_weight": (0, True, None),
+        "rdpo_alpha": (0, True, None), "slic_delta": (0, True, None), "label_smoothing": (0, True, 0.5),
+    }
+    for key, default in LOSS_KEYS[loss_type].items():
+        value = number(key, default)
+        low, low_ok, high = limits[key]
+        if value < low or (value == low and not low_ok) or (high is not None and value >= high):
+            bound = f"in [{low}, {high})" if high is not None else f"{'>=' if low_ok else '>'} {low}"
+            raise RecipeError(f"{key} must be {bound}, got {value}")
+    if "precompute_ref_logps" in values and not isinstance(values["precompute_ref_logps"], bool):
+        raise RecipeError(f"precompute_ref_logps must be true or false, got {values['precompute_ref_logps']!r}")

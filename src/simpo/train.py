@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -45,7 +46,13 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     with args.main_process_first(desc="tokenizing the dataset"):
         train_set, test_set = build_pair_datasets(recipe.data, encoder, seed=args.seed)
     model = load_model(recipe.model)
-    trainer = SimPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=train_set, eval_dataset=test_set)
+    reference = recipe.model.ref_model_name_or_path
+    trainer = SimPOTrainer(
+        model=model, args=args, processing_class=tokenizer, train_dataset=train_set, eval_dataset=test_set,
+        # Built inline so that, with precomputed reference log-probs, nothing else holds it afterwards.
+        ref_model=load_model(dataclasses.replace(recipe.model, model_name_or_path=reference, model_revision="main"))
+        if reference and args.needs_reference else None,
+    )
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

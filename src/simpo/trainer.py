@@ -1,14 +1,19 @@
-"""`SimPOTrainer`: a `transformers.Trainer` that computes the SimPO loss and its metrics.
+"""`SimPOTrainer`: a `transformers.Trainer` that computes SimPO or one of the paper's baselines.
 
 One forward pass per micro-batch covers the chosen and the rejected responses together (the
-collator stacks them). Metrics are the official trainer's, averaged over every pair on every
-process: `rewards/chosen = beta*A_w`, `rewards/rejected = beta*A_l`, `rewards/accuracies =
-mean(A_w > A_l)`, `rewards/margins`, `logps/chosen = A_w`, `logps/rejected = A_l`, prefixed with
-`eval_` under evaluation.
+collator stacks them); `losses.preference_loss` turns the per-sequence log-probs into the loss of
+`args.loss_type` and its metrics (`rewards/*` with the method's own implicit reward, `logps/*`),
+averaged over every pair on every process and prefixed with `eval_` under evaluation.
+
+Losses with a reference model (dpo, ipo, kto_pair, rdpo) get the reference log-probs either
+precomputed once for the train and eval sets before training (`precompute_ref_logps: true`, the
+default; see `reference.py`), or from a live, frozen reference model run on every batch. The
+reference is `ref_model` when given, else the initial policy.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 
 import torch
@@ -19,7 +24,8 @@ from .attention import use_per_sequence_attention
 from .config import SimPOConfig
 from .data.collate import PairCollator
 from .logprobs import response_logps
-from .losses import simpo_loss
+from .losses import PairLogps, preference_loss
+from .reference import with_reference_logps
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -30,12 +36,16 @@ def disable_dropout(model: nn.Module) -> None:
             module.attention_dropout = 0.0
 
 
+def _prepare_for_pairs(model: nn.Module, args: SimPOConfig) -> None:
+    if args.disable_dropout:
+        disable_dropout(model)
+    if args.padding_free:
+        use_per_sequence_attention(model)
+
+
 class SimPOTrainer(Trainer):
-    def __init__(self, model, args: SimPOConfig, processing_class, train_dataset, eval_dataset=None, **kwargs):
-        if args.disable_dropout:
-            disable_dropout(model)
-        if args.padding_free:
-            use_per_sequence_attention(model)
+    def __init__(self, model, args: SimPOConfig, processing_class, train_dataset, eval_dataset=None, ref_model=None, **kwargs):
+        _prepare_for_pairs(model, args)
         kwargs.setdefault("data_collator", PairCollator(processing_class.pad_token_id, args.padding_free))
         super().__init__(
             model=model,
@@ -49,29 +59,45 @@ class SimPOTrainer(Trainer):
         # of accumulation steps itself (it skips that for models that take `num_items_in_batch`).
         self.model_accepts_loss_kwargs = False
         self._pair_metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.ref_model = None
+        if args.needs_reference:
+            if ref_model is not None:
+                _prepare_for_pairs(ref_model, args)
+            if args.precompute_ref_logps:
+                self._precompute_reference(ref_model if ref_model is not None else self.model)
+            else:
+                frozen = ref_model if ref_model is not None else copy.deepcopy(self.model)
+                frozen.eval().requires_grad_(False)
+                self.ref_model = self.accelerator.prepare_model(frozen, evaluation_mode=True)
+
+    def _precompute_reference(self, reference: nn.Module) -> None:
+        """Add the reference log-probs to the train and eval sets (from the cache when it has them)."""
+        device = next(self.model.parameters()).device
+        reference.to(device)
+        options = dict(
+            collator=self.data_collator, batch_size=self.args.per_device_eval_batch_size, chunk_size=self.args.logps_chunk_size,
+            device=device, autocast=self.accelerator.autocast, precision=str(self.accelerator.mixed_precision),
+        )
+        # The main process computes and caches; the others then read its cache.
+        with self.args.main_process_first(desc="reference log-probs"):
+            self.train_dataset = with_reference_logps(reference, self.train_dataset, split="train", **options)
+            if isinstance(self.eval_dataset, dict):
+                self.eval_dataset = {name: with_reference_logps(reference, data, split=f"eval {name}", **options)
+                                     for name, data in self.eval_dataset.items()}
+            else:
+                self.eval_dataset = with_reference_logps(reference, self.eval_dataset, split="eval", **options)
 
     def pair_loss(self, model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The batch's mean loss, and per-pair metric values."""
-        base_model = self.accelerator.unwrap_model(model)
-        sums, counts = response_logps(model, inputs, self.args.logps_chunk_size, base_model)
-        pairs = sums.shape[0] // 2
-        average = sums / counts
-        chosen, rejected = average[:pairs], average[pairs:]
-        args = self.args
-        loss = simpo_loss(chosen, rejected, args.beta, args.gamma_beta_ratio, args.loss_type, args.label_smoothing).mean()
-        if args.sft_weight > 0:
-            # Token-mean negative log-likelihood of the chosen responses.
-            loss = loss + args.sft_weight * (-sums[:pairs].sum() / counts[:pairs].sum())
-        chosen, rejected = chosen.detach(), rejected.detach()
-        metrics = {
-            "rewards/chosen": args.beta * chosen,
-            "rewards/rejected": args.beta * rejected,
-            "rewards/accuracies": (chosen > rejected).float(),
-            "rewards/margins": args.beta * (chosen - rejected),
-            "logps/chosen": chosen,
-            "logps/rejected": rejected,
-        }
-        return loss, metrics
+        chunk = self.args.logps_chunk_size
+        sums, counts = response_logps(model, inputs, chunk, self.accelerator.unwrap_model(model))
+        ref_sums = inputs.get("ref_logps")
+        if self.args.needs_reference and ref_sums is None:
+            if self.ref_model is None:
+                raise ValueError(f"loss_type {self.args.loss_type!r}: the batch has no reference log-probs and there is no reference model")
+            with torch.no_grad():
+                ref_sums, _ = response_logps(self.ref_model, inputs, chunk, self.accelerator.unwrap_model(self.ref_model))
+        return preference_loss(self.args, PairLogps.split(sums, counts, ref_sums))
 
     def _store(self, metrics: dict[str, torch.Tensor], split: str) -> None:
         gather = self.accelerator.gather_for_metrics if split == "eval" else self.accelerator.gather

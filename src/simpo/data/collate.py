@@ -5,7 +5,9 @@ Two layouts, equal in result:
 - packed (padding-free): one row of all 2B sequences back to back, `position_ids` restarting at 0
   for each, no attention mask; transformers then builds attention that never crosses a sequence
   (a block-diagonal causal mask for eager/SDPA, variable-length kernels for flash-attention).
-Both carry `sequence_index`, the sequence each token belongs to (0..B-1 chosen, B..2B-1 rejected).
+Both carry `sequence_index`, the sequence each token belongs to (0..B-1 chosen, B..2B-1 rejected),
+and, when the pairs carry precomputed reference log-probs (`ref_chosen_logps`, `ref_rejected_logps`),
+`ref_logps` in the same order: [2B], chosen then rejected.
 
 Labels are -100 on the prompt and on padding, decided by position, never by token id: with
 pad == eos (SmolLM2) masking by id would drop the end-of-turn token from every response.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 IGNORE = -100
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
 
 @dataclass
@@ -31,7 +34,10 @@ class PairCollator:
             for feature in features:
                 prompt, response = list(feature["prompt_ids"]), list(feature[side])
                 sequences.append((prompt + response, [IGNORE] * len(prompt) + response))
-        return self._packed(sequences) if self.padding_free else self._padded(sequences)
+        batch = self._packed(sequences) if self.padding_free else self._padded(sequences)
+        if REF_COLUMNS[0] in features[0]:
+            batch["ref_logps"] = torch.tensor([feature[column] for column in REF_COLUMNS for feature in features], dtype=torch.float32)
+        return batch
 
     def _padded(self, sequences) -> dict[str, torch.Tensor]:
         width = max(len(ids) for ids, _ in sequences)
