@@ -4,8 +4,11 @@ Every task has one checkable answer (arithmetic, word problems, comparisons, par
 ordering). The rejected answer has the same wording with the kind of mistake a small model makes
 (a dropped carry, an off-by-one, the wrong operand), so only correctness separates the two.
 Rows use the UltraFeedback layout of `gemma2-ultrafeedback-armorm`: a `prompt` string and
-`chosen`/`rejected` conversations. `python -m simpo.data.bundled DIR` writes train.jsonl and
-test.jsonl; the copy in `data/verifiable-prefs` was written by it with the default seeds.
+`chosen`/`rejected` conversations. `python -m simpo.data.bundled pairs DIR` writes train.jsonl
+and test.jsonl; the copy in `data/verifiable-prefs` was written by it with the default seeds.
+
+The bundled prompts (`data/verifiable-prompts`, `python -m simpo.data.bundled prompts DIR`) are
+questions with a numeric `answer`, for on-policy generation and held-out greedy accuracy.
 """
 
 from __future__ import annotations
@@ -118,23 +121,71 @@ def make_rows(count: int, seed: int) -> list[dict]:
     return rows
 
 
-def write_dataset(folder: str | Path, train_size: int = 2000, test_size: int = 200, seed: int = 0) -> Path:
+def times_table(rng):
+    a, b = rng.randint(2, 12), rng.randint(2, 12)
+    return (f"What is {a} x {b}?" if rng.random() < 0.5 else f"What is {a} times {b}?"), a * b
+
+
+def small_sum(rng):
+    a, b = rng.randint(10, 49), rng.randint(2, 9)
+    return f"What is {a} + {b}?", a + b
+
+
+def small_difference(rng):
+    a, b = rng.randint(11, 30), rng.randint(2, 9)
+    return f"What is {a} - {b}?", a - b
+
+
+# Chosen so that SmolLM2-135M-Instruct is right sometimes (greedy: about half of the products,
+# a fifth of the sums and differences), which on-policy pairs need: a prompt it always or never
+# gets right gives no pair.
+PROMPT_TASKS = (times_table, times_table, small_sum, small_difference)
+
+
+def make_prompts(count: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
+    """`count` distinct prompts with a numeric reference `answer`, none of them in `exclude`."""
+    rng = random.Random(seed)
+    rows, seen = [], set(exclude)
+    while len(rows) < count:
+        task = rng.choice(PROMPT_TASKS)
+        question, answer = task(rng)
+        if question not in seen:
+            seen.add(question)
+            rows.append({"prompt": question, "answer": answer, "task": task.__name__})
+    return rows
+
+
+def write_prompts(folder: str | Path, train_size: int = 240, test_size: int = 100, seed: int = 0) -> Path:
+    """Held-out prompts first, then training prompts that differ from all of them."""
+    test_rows = make_prompts(test_size, seed + 1)
+    train_rows = make_prompts(train_size, seed, exclude={row["prompt"] for row in test_rows})
+    return _write_splits(folder, {"train": train_rows, "test": test_rows})
+
+
+def _write_splits(folder: str | Path, splits: dict[str, list[dict]]) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    test_rows = make_rows(test_size, seed + 1)
-    held_out = {row["prompt"] for row in test_rows}
-    train_rows = [row for row in make_rows(train_size + test_size, seed) if row["prompt"] not in held_out][:train_size]
-    for split, rows in (("train", train_rows), ("test", test_rows)):
+    for split, rows in splits.items():
         with open(folder / f"{split}.jsonl", "w") as out:
             out.writelines(json.dumps(row) + "\n" for row in rows)
     return folder
 
 
+def write_dataset(folder: str | Path, train_size: int = 2000, test_size: int = 200, seed: int = 0) -> Path:
+    test_rows = make_rows(test_size, seed + 1)
+    held_out = {row["prompt"] for row in test_rows}
+    train_rows = [row for row in make_rows(train_size + test_size, seed) if row["prompt"] not in held_out][:train_size]
+    return _write_splits(folder, {"train": train_rows, "test": test_rows})
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", default="data/verifiable-prefs")
-    parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--test-size", type=int, default=200)
+    parser.add_argument("kind", choices=["pairs", "prompts"])
+    parser.add_argument("folder")
+    parser.add_argument("--train-size", type=int)
+    parser.add_argument("--test-size", type=int)
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args()
-    print(write_dataset(options.folder, options.train_size, options.test_size, options.seed))
+    write = write_dataset if options.kind == "pairs" else write_prompts
+    sizes = {key: value for key, value in (("train_size", options.train_size), ("test_size", options.test_size)) if value}
+    print(write(options.folder, seed=options.seed, **sizes))

@@ -1,0 +1,107 @@
+"""Score every generated response (resumable, in shards), then binarize into preference pairs.
+
+Binarize follows the official recipe: chosen = the highest-scored response, rejected = the lowest
+(the first of equals). A prompt is dropped, and counted, when all its scores tie, when its best and
+worst responses are the same text, or when the score gap is below `min_score_gap`. The output is
+the layout of `princeton-nlp/gemma2-ultrafeedback-armorm` (`prompt_id, prompt,
+all_generated_responses, all_rm_scores, chosen, rejected`, chosen/rejected as full conversations)
+as `train.jsonl` and `test.jsonl`, which `simpo train` reads directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+
+from .config import RecipeError
+from .generate import prompt_messages
+from .rewards import Scorer, check_references
+from .shards import ShardedOutput, claim, fingerprint, is_complete, mark_complete, read_stage, write_atomic
+from .stages import AnnotateConfig, BinarizeConfig
+
+logger = logging.getLogger("simpo")
+
+
+def _messages(row: dict) -> list[dict]:
+    return prompt_messages(row["prompt"], f"prompt {row['prompt_id']}")
+
+
+def run_annotate(config: AnnotateConfig) -> str:
+    from tqdm.auto import tqdm
+
+    config.validate()
+    rows = read_stage(config.input)
+    check_references(config.rewards, rows, config.input)
+    settings = {"stage": "annotate", "rewards": config.rewards, "input": fingerprint(rows)}
+    output = ShardedOutput(config.output, settings, len(rows), config.shard_size)
+    pending = output.pending()
+    if pending:
+        scorer = Scorer(config.rewards)
+        progress = tqdm(total=len(rows), initial=len(rows) - sum(len(output.shard_rows(i)) for i in pending), unit="prompt", desc="annotate")
+        for index in pending:
+            shard = [rows[i] for i in output.shard_rows(index)]
+            scores = scorer.score_rows(shard, _messages)
+            output.write(index, [{**row, "all_rm_scores": row_scores} for row, row_scores in zip(shard, scores)])
+            progress.update(len(shard))
+        progress.close()
+    output.mark_complete()
+    return config.output
+
+
+def binarize_row(row: dict, min_score_gap: float = 0.0) -> dict | str:
+    """The preference pair of a scored row, or the reason it is dropped."""
+    responses, scores = row["all_generated_responses"], row["all_rm_scores"]
+    if len(responses) != len(scores) or len(responses) < 2:
+        raise RecipeError(f"prompt {row['prompt_id']}: needs two or more responses with one score each")
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    worst = min(range(len(scores)), key=lambda i: (scores[i], i))
+    if scores[best] == scores[worst]:
+        return "all scores tie"
+    if responses[best].strip() == responses[worst].strip():
+        return "best and worst responses identical"
+    if scores[best] - scores[worst] < min_score_gap:
+        return "score gap below min_score_gap"
+    messages = _messages(row)
+    return {
+        "prompt_id": row["prompt_id"], "prompt": row["prompt"],
+        "all_generated_responses": responses, "all_rm_scores": scores,
+        "chosen": messages + [{"role": "assistant", "content": responses[best]}],
+        "rejected": messages + [{"role": "assistant", "content": responses[worst]}],
+    }
+
+
+def run_binarize(config: BinarizeConfig) -> str:
+    config.validate()
+    output = Path(config.output)
+    rows = read_stage(config.input)
+    claim(output, {"stage": "binarize", "input": fingerprint(rows), "test_size": config.test_size,
+                   "min_score_gap": config.min_score_gap, "seed": config.seed})
+    if is_complete(output):
+        return config.output
+    # Binarizing is quick: an interrupted run simply rebuilds both files from the scores.
+    pairs, dropped = [], Counter()
+    for row in rows:
+        pair = binarize_row(row, config.min_score_gap)
+        if isinstance(pair, str):
+            dropped[pair] += 1
+        else:
+            pairs.append(pair)
+    if not pairs:
+        raise RecipeError(f"binarize: no prompt of {config.input} has responses that differ in score ({dict(dropped)})")
+    order = list(range(len(pairs)))
+    random.Random(config.seed).shuffle(order)
+    test_count = int(config.test_size) if config.test_size >= 1 else round(config.test_size * len(pairs))
+    test = sorted(order[:test_count])
+    test_set = set(test)
+    splits = {"train": [pairs[i] for i in range(len(pairs)) if i not in test_set], "test": [pairs[i] for i in test]}
+    for split, split_rows in splits.items():
+        write_atomic(output / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in split_rows))
+    mark_complete(output)
+    logger.warning(
+        "binarize: %d pairs (train %d, test %d) from %d prompts; dropped: %s", len(pairs), len(splits["train"]),
+        len(splits["test"]), len(rows), ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none",
+    )
+    return config.output

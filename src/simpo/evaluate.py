@@ -1,0 +1,55 @@
+"""Held-out accuracy on verifiable prompts: greedy answers scored by the programmatic rewards.
+
+Each evaluated model writes `NAME.jsonl` (prompt, reference, response, score per row) and
+`NAME.json` (the summary: accuracy = the mean programmatic score, mean response length in tokens)
+into the evaluation folder; a summary already there is read back instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .config import ModelConfig, RecipeError
+from .generate import PromptRenderer, check_lengths, open_backend, read_prompts
+from .rewards import Scorer, check_references
+from .shards import write_atomic
+from .stages import EvaluateConfig
+
+logger = logging.getLogger("simpo")
+
+
+def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: list[dict], name: str) -> dict:
+    from .models import load_tokenizer
+
+    config.validate()
+    rewards = [spec for spec in rewards if spec["type"] != "reward_model"]
+    if not rewards:
+        raise RecipeError("evaluate needs a programmatic reward (numeric_answer or constraints) in annotate.rewards")
+    folder = Path(config.output)
+    summary_path = folder / f"{name}.json"
+    if summary_path.is_file():
+        return json.loads(summary_path.read_text())
+
+    tokenizer = load_tokenizer(model_config)
+    renderer = PromptRenderer(tokenizer)
+    rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts)
+    rows, prompt_ids, _ = check_lengths(rows, renderer, float("inf"), config.prompts)
+    records = [{"row": row.row, "prompt": row.prompt, **row.extra} for row in rows]
+    check_references(rewards, records, f"{config.prompts} [{config.split}]")
+    backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size)
+    texts, _ = backend.generate(prompt_ids, None, 0.0, 1.0, config.max_new_tokens)  # greedy
+    scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [t]} for r, t in zip(records, texts)], None)
+    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / f"{name}.jsonl", "".join(
+        json.dumps({**record, "response": text, "score": score[0]}) + "\n" for record, text, score in zip(records, texts, scores)
+    ))
+    summary = {
+        "model": model_config.model_name_or_path, "prompts": len(rows), "skipped": sum(skipped.values()),
+        "accuracy": sum(score[0] for score in scores) / len(scores), "mean_length_tokens": sum(lengths) / len(lengths),
+    }
+    write_atomic(summary_path, json.dumps(summary, indent=2))
+    logger.info("evaluate %s: accuracy %.4f on %d prompts", name, summary["accuracy"], len(rows))
+    return summary

@@ -1,0 +1,75 @@
+"""`simpo pipeline`: generate, annotate, binarize, evaluate the initial model, train, evaluate again.
+
+Every stage is skipped when its output is already complete, so the same command continues a run
+that was stopped at any point. Everything that can fail on the recipe (keys, reward models,
+reference answers of programmatic rewards) fails before the first sample is generated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from .annotate import run_annotate, run_binarize
+from .evaluate import run_evaluate
+from .generate import run_generate
+from .rewards import check_references, check_reward_model
+from .shards import is_complete, mark_complete
+from .stages import Pipeline
+
+
+def _check_rewards(pipeline: Pipeline):
+    for spec in pipeline.annotate.rewards:
+        if spec["type"] == "reward_model":
+            check_reward_model(spec["model"], spec.get("trust_remote_code", False))
+
+    def check_prompts(rows) -> None:
+        records = [{"row": row.row, **row.extra} for row in rows]
+        check_references(pipeline.annotate.rewards, records, pipeline.generate.prompts)
+
+    return check_prompts
+
+
+def run_pipeline(pipeline: Pipeline) -> dict:
+    from .train import run_training
+
+    for section in (pipeline.generate, pipeline.annotate, pipeline.binarize, pipeline.evaluate):
+        section.validate()
+    check_prompts = _check_rewards(pipeline)
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, work):
+        start = time.perf_counter()
+        result = work()
+        seconds[name] = time.perf_counter() - start
+        return result
+
+    stage("generate", lambda: run_generate(pipeline.train.model, pipeline.generate, check_prompts))
+    stage("annotate", lambda: run_annotate(pipeline.annotate))
+    stage("binarize", lambda: run_binarize(pipeline.binarize))
+    rewards = pipeline.annotate.rewards
+    before = stage("evaluate before", lambda: run_evaluate(pipeline.train.model, pipeline.evaluate, rewards, "before"))
+    output_dir = Path(pipeline.train.training.output_dir)
+    if not is_complete(output_dir):
+        stage("train", lambda: run_training(pipeline.train))
+        mark_complete(output_dir)
+    trained = dataclasses.replace(pipeline.train.model, model_name_or_path=str(output_dir))
+    after = stage("evaluate after", lambda: run_evaluate(trained, pipeline.evaluate, rewards, "after"))
+    result = {"before": before, "after": after, "seconds": seconds}
+    (pipeline.run_dir / "pipeline.json").write_text(json.dumps(result, indent=2))
+    print(summary(result))
+    return result
+
+
+def summary(result: dict) -> str:
+    before, after = result["before"], result["after"]
+    lines = [
+        f"held-out prompts: {after['prompts']} (greedy answers)",
+        f"{'':<24}{'before':>10}{'after':>10}",
+        f"{'accuracy':<24}{before['accuracy']:>10.4f}{after['accuracy']:>10.4f}",
+        f"{'mean length (tokens)':<24}{before['mean_length_tokens']:>10.1f}{after['mean_length_tokens']:>10.1f}",
+        "stage seconds (this invocation): " + ", ".join(f"{name} {s:.0f}" for name, s in result["seconds"].items()),
+    ]
+    return "\n".join(lines)

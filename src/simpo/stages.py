@@ -1,0 +1,192 @@
+"""The settings of the data stages (generate, annotate, binarize, evaluate) and the pipeline recipe.
+
+A pipeline recipe is a training recipe (flat keys, `config.py`) plus `run_dir` and one mapping per
+stage. Every stage writes into `run_dir` (`generations/`, `scores/`, `pairs/`, `eval/`, `model/`),
+so the stages chain without naming their folders; each folder can still be set. Defaults follow the
+official on-policy recipe of gemma-2-9b-it-SimPO (5 samples, seeds 13, 21, 42, 79, 100,
+temperature 0.8, top_p 0.95). Everything is validated before any model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Recipe, RecipeError, build_recipe, parse_overrides, read_recipe_file
+
+BACKENDS = ("auto", "transformers", "vllm")
+REWARD_TYPES = ("numeric_answer", "constraints", "reward_model")
+
+
+def _positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise RecipeError(f"{key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecipeError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class GenerateConfig:
+    prompts: str = ""  # a dataset source (file, folder, hub name) whose rows have `prompt`
+    split: str = "train"
+    max_prompts: int | None = None  # the first N prompts only
+    seeds: list[int] = field(default_factory=lambda: [13, 21, 42, 79, 100])  # one sample per seed
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 4096
+    batch_size: int = 32
+    shard_size: int = 64  # prompts per shard: the most work a kill can lose
+    backend: str = "auto"  # vllm when installed and a GPU is present, else transformers
+    output: str = ""  # default: RUN_DIR/generations
+
+    def validate(self) -> None:
+        if not self.prompts:
+            raise RecipeError("generate.prompts is required: a JSONL file, a folder or a dataset of prompts")
+        if not isinstance(self.seeds, list) or not self.seeds or not all(type(s) is int for s in self.seeds):
+            raise RecipeError(f"generate.seeds must be a non-empty list of whole numbers, got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise RecipeError(f"generate.seeds has a repeated seed: {self.seeds}")
+        if _number(self.temperature, "generate.temperature") < 0:
+            raise RecipeError(f"generate.temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        if not 0 < _number(self.top_p, "generate.top_p") <= 1:
+            raise RecipeError(f"generate.top_p must be in (0, 1], got {self.top_p}")
+        for key in ("max_new_tokens", "batch_size", "shard_size"):
+            _positive_int(getattr(self, key), f"generate.{key}")
+        if self.max_prompts is not None:
+            _positive_int(self.max_prompts, "generate.max_prompts")
+        if self.backend not in BACKENDS:
+            raise RecipeError(f"generate.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+
+
+@dataclass
+class AnnotateConfig:
+    # Each: {type: numeric_answer | constraints | reward_model, weight: 1.0, ...}; scores are the
+    # weighted sum. reward_model takes `model`, and optionally `trust_remote_code`, `batch_size`,
+    # `max_length`, `dtype`.
+    rewards: list[dict] = field(default_factory=list)
+    input: str = ""  # default: RUN_DIR/generations
+    shard_size: int = 64
+    output: str = ""  # default: RUN_DIR/scores
+
+    def validate(self) -> None:
+        if not isinstance(self.rewards, list) or not self.rewards:
+            raise RecipeError(
+                "annotate.rewards is required: a list like [{type: numeric_answer}] or "
+                "[{type: reward_model, model: RLHFlow/ArmoRM-Llama3-8B-v0.1, trust_remote_code: true}]"
+            )
+        allowed = {"type", "weight", "model", "trust_remote_code", "batch_size", "max_length", "dtype", "answer_key"}
+        for i, reward in enumerate(self.rewards):
+            where = f"annotate.rewards[{i}]"
+            if not isinstance(reward, dict) or reward.get("type") not in REWARD_TYPES:
+                raise RecipeError(f"{where} must be a mapping with type one of {', '.join(REWARD_TYPES)}, got {reward!r}")
+            unknown = set(reward) - allowed
+            if unknown:
+                raise RecipeError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+            _number(reward.get("weight", 1.0), f"{where}.weight")
+            if reward["type"] == "reward_model" and not reward.get("model"):
+                raise RecipeError(f"{where}: a reward_model needs `model` (a folder or hub name)")
+        _positive_int(self.shard_size, "annotate.shard_size")
+
+
+@dataclass
+class BinarizeConfig:
+    input: str = ""  # default: RUN_DIR/scores
+    test_size: float = 0.05  # a fraction of the prompts (below 1) or a count of prompts
+    min_score_gap: float = 0.0  # drop prompts whose best and worst scores differ by less
+    seed: int = 42
+    output: str = ""  # default: RUN_DIR/pairs
+
+    def validate(self) -> None:
+        size = _number(self.test_size, "binarize.test_size")
+        if size < 0 or (size >= 1 and size != int(size)):
+            raise RecipeError(f"binarize.test_size must be a fraction in [0, 1) or a whole count, got {self.test_size}")
+        if _number(self.min_score_gap, "binarize.min_score_gap") < 0:
+            raise RecipeError(f"binarize.min_score_gap must be >= 0, got {self.min_score_gap}")
+
+
+@dataclass
+class EvaluateConfig:
+    prompts: str = ""  # held-out prompts with reference answers; default: generate.prompts
+    split: str = "test"
+    max_prompts: int | None = None
+    max_new_tokens: int = 512
+    batch_size: int = 32
+    output: str = ""  # default: RUN_DIR/eval
+
+    def validate(self) -> None:
+        _positive_int(self.max_new_tokens, "evaluate.max_new_tokens")
+        _positive_int(self.batch_size, "evaluate.batch_size")
+        if self.max_prompts is not None:
+            _positive_int(self.max_prompts, "evaluate.max_prompts")
+
+
+SECTIONS = {"generate": GenerateConfig, "annotate": AnnotateConfig, "binarize": BinarizeConfig, "evaluate": EvaluateConfig}
+
+
+@dataclass
+class Pipeline:
+    run_dir: Path
+    train: Recipe
+    generate: GenerateConfig
+    annotate: AnnotateConfig
+    binarize: BinarizeConfig
+    evaluate: EvaluateConfig
+
+    @property
+    def model(self) -> str:
+        return self.train.model.model_name_or_path
+
+
+def _section(name: str, values: Any):
+    cls = SECTIONS[name]
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise RecipeError(f"{name} must be a mapping of settings, got {values!r}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in known:
+            match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f"; did you mean {name}.{match[0]}?" if match else f"; known: {', '.join(known)}"
+            raise RecipeError(f"unknown key {name}.{key}{hint}")
+    return cls(**values)
+
+
+def build_pipeline(values: dict[str, Any], source: str = "the recipe") -> Pipeline:
+    values = dict(values)
+    run_dir = Path(values.pop("run_dir", None) or "outputs/pipeline")
+    sections = {name: _section(name, values.pop(name, None)) for name in SECTIONS}
+    generate, annotate, binarize, evaluate = (sections[name] for name in SECTIONS)
+    generate.output = generate.output or str(run_dir / "generations")
+    annotate.input = annotate.input or generate.output
+    annotate.output = annotate.output or str(run_dir / "scores")
+    binarize.input = binarize.input or annotate.output
+    binarize.output = binarize.output or str(run_dir / "pairs")
+    evaluate.prompts = evaluate.prompts or generate.prompts
+    evaluate.output = evaluate.output or str(run_dir / "eval")
+    # Training reads the binarized pairs and writes RUN_DIR/model unless the recipe says otherwise.
+    values.setdefault("dataset_mixer", {binarize.output: 1.0})
+    values.setdefault("output_dir", str(run_dir / "model"))
+    train = build_recipe(values, source)
+    return Pipeline(run_dir, train, generate, annotate, binarize, evaluate)
+
+
+def load_pipeline(path: str | None, override_tokens: list[str]) -> Pipeline:
+    """A recipe file (or none: every setting from the command line) plus `--key value` and
+    `--section.key value` overrides."""
+    values = read_recipe_file(path) if path else {}
+    for key, value in parse_overrides(override_tokens).items():
+        section, dot, name = key.partition(".")
+        if dot and section in SECTIONS:
+            values[section] = {**(values.get(section) or {}), name: value}
+        else:
+            values[key] = value
+    return build_pipeline(values, path or "the command line")
