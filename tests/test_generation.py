@@ -227,3 +227,20 @@ def test_stage_keys_are_checked_before_any_model_loads(tmp_path):
         load_pipeline(None, ["--model_name_or_path", "m", "--generate.prompts", "p", "--generate.seeds", "[1,1]"]).generate.validate()
     with pytest.raises(RecipeError, match="annotate.rewards is required"):
         load_pipeline(None, ["--model_name_or_path", "m"]).annotate.validate()
+
+
+def test_nucleus_sampling_keeps_what_transformers_top_p_keeps():
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from simpo.generate import NucleusSampling
+
+    torch.manual_seed(0)
+    peaked = torch.randn(6, 5000) * 6  # nucleus inside the top 256 tokens
+    flat = torch.randn(4, 5000) * 0.1  # nucleus of thousands of tokens: the full-sort path
+    scores = torch.cat([peaked, flat])
+    ours = NucleusSampling(0.8, 0.95)(None, scores)
+    reference = TopPLogitsWarper(0.95)(None, TemperatureLogitsWarper(0.8)(None, scores))
+    assert torch.equal(torch.isinf(ours), torch.isinf(reference))
+    kept = ~torch.isinf(reference)
+    assert torch.allclose(ours[kept], reference[kept])
+    assert kept[:6].sum(-1).max() < 256 < kept[6:].sum(-1).min()  # both paths were taken

@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import ModelConfig, RecipeError
 from .generate import PromptRenderer, check_lengths, open_backend, read_prompts
 from .rewards import Scorer, check_references
-from .shards import write_atomic
+from .shards import claim, fingerprint, write_atomic
 from .stages import EvaluateConfig
 
 logger = logging.getLogger("simpo")
@@ -28,17 +28,21 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
     if not rewards:
         raise RecipeError("evaluate needs a programmatic reward (numeric_answer or constraints) in annotate.rewards")
     folder = Path(config.output)
-    summary_path = folder / f"{name}.json"
-    if summary_path.is_file():
-        return json.loads(summary_path.read_text())
-
     tokenizer = load_tokenizer(model_config)
     renderer = PromptRenderer(tokenizer)
     rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts)
     rows, prompt_ids, _ = check_lengths(rows, renderer, float("inf"), config.prompts)
     records = [{"row": row.row, "prompt": row.prompt, **row.extra} for row in rows]
     check_references(rewards, records, f"{config.prompts} [{config.split}]")
-    backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size)
+    claim(folder, {"stage": "evaluate", "prompts": fingerprint(prompt_ids), "rewards": rewards,
+                   "max_new_tokens": config.max_new_tokens, "dtype": config.dtype})
+    summary_path = folder / f"{name}.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if summary["model"] != model_config.model_name_or_path:
+            raise RecipeError(f"{summary_path} evaluated {summary['model']}, not {model_config.model_name_or_path}: delete it to evaluate again")
+        return summary
+    backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size, config.dtype)
     texts, _ = backend.generate(prompt_ids, None, 0.0, 1.0, config.max_new_tokens)  # greedy
     scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [t]} for r, t in zip(records, texts)], None)
     lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]

@@ -19,6 +19,7 @@ from .config import Recipe, RecipeError, build_recipe, parse_overrides, read_rec
 
 BACKENDS = ("auto", "transformers", "vllm")
 REWARD_TYPES = ("numeric_answer", "constraints", "reward_model")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _positive_int(value: Any, key: str) -> int:
@@ -33,6 +34,11 @@ def _number(value: Any, key: str) -> float:
     return float(value)
 
 
+def _check_dtype(value: Any, key: str) -> None:
+    if value not in (None, *DTYPES):
+        raise RecipeError(f"{key} must be one of {', '.join(DTYPES)}, got {value!r}")
+
+
 @dataclass
 class GenerateConfig:
     prompts: str = ""  # a dataset source (file, folder, hub name) whose rows have `prompt`
@@ -45,6 +51,7 @@ class GenerateConfig:
     batch_size: int = 32
     shard_size: int = 64  # prompts per shard: the most work a kill can lose
     backend: str = "auto"  # vllm when installed and a GPU is present, else transformers
+    dtype: str | None = None  # weights dtype while sampling; default: the recipe's torch_dtype
     output: str = ""  # default: RUN_DIR/generations
 
     def validate(self) -> None:
@@ -62,6 +69,7 @@ class GenerateConfig:
             _positive_int(getattr(self, key), f"generate.{key}")
         if self.max_prompts is not None:
             _positive_int(self.max_prompts, "generate.max_prompts")
+        _check_dtype(self.dtype, "generate.dtype")
         if self.backend not in BACKENDS:
             raise RecipeError(f"generate.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
@@ -119,11 +127,13 @@ class EvaluateConfig:
     max_prompts: int | None = None
     max_new_tokens: int = 512
     batch_size: int = 32
+    dtype: str | None = None  # weights dtype while decoding; default: the recipe's torch_dtype
     output: str = ""  # default: RUN_DIR/eval
 
     def validate(self) -> None:
         _positive_int(self.max_new_tokens, "evaluate.max_new_tokens")
         _positive_int(self.batch_size, "evaluate.batch_size")
+        _check_dtype(self.dtype, "evaluate.dtype")
         if self.max_prompts is not None:
             _positive_int(self.max_prompts, "evaluate.max_prompts")
 
