@@ -16,7 +16,7 @@ model: $(SETUP)
 	.venv/bin/simpo prepare-model smollm2-135m-instruct
 
 run: model
-	.venv/bin/simpo train recipes/smollm2-135m-simpo.yaml
+	.venv/bin/simpo pipeline recipes/smollm2-135m-pipeline.yaml
 
 test: model
 	$(PY) -m pytest tests
@@ -27,3 +27,4 @@ bench: model
 	$(PY) benchmarks/throughput.py smollm2
 	$(PY) benchmarks/throughput.py gemma2-256k
 	$(PY) benchmarks/methods.py
+	$(PY) benchmarks/generation.py
