@@ -244,3 +244,11 @@ def test_nucleus_sampling_keeps_what_transformers_top_p_keeps():
     kept = ~torch.isinf(reference)
     assert torch.allclose(ours[kept], reference[kept])
     assert kept[:6].sum(-1).max() < 256 < kept[6:].sum(-1).min()  # both paths were taken
+
+
+def test_prompts_without_a_prompt_column_are_refused(tmp_path):
+    from simpo.generate import read_prompts
+
+    source = write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": "Say hi."}])
+    with pytest.raises(RecipeError, match=r"alpaca.jsonl: rows need a 'prompt' column .* its columns: \['instruction'\]"):
+        read_prompts(str(source), "train")

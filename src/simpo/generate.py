@@ -71,6 +71,8 @@ def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tup
     if loaded is None:
         raise RecipeError(f"prompts source {source} has no split {split!r}")
     label, rows = loaded
+    if "prompt" not in rows.column_names:
+        raise RecipeError(f"{label}: rows need a 'prompt' column (text or a list of messages); its columns: {rows.column_names}")
     if max_prompts is not None:
         rows = rows.select(range(min(max_prompts, len(rows))))
     kept, skipped = [], Counter()
