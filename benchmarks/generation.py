@@ -1,7 +1,7 @@
 """Generation throughput of the `transformers` backend: batched and length-grouped against one prompt at a time.
 
-    python benchmarks/generation.py                    # bundled SmolLM2, the pipeline's sampling settings
-    python benchmarks/generation.py --prompts 96 --batch-size 48 --dtype bfloat16
+    python benchmarks/generation.py                    # bundled SmolLM2 in bf16, the pipeline's sampling settings
+    python benchmarks/generation.py --dtype float32
 
 Both runs sample the same prompts (the bundled arithmetic prompts) with temperature 0.8, top_p 0.95
 and the same `max_new_tokens`, through `simpo.generate.TransformersBackend`; batch size 1 is a plain
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])  # the pipeline recipe's
     options = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
