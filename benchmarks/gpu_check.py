@@ -141,7 +141,7 @@ def correctness(options) -> list[dict]:
                         row["bf16_max_abs_A_vs_fp32_ref"] = (bsums.float() / bcounts - ref_mean).abs().max().item()
                         row["ok"] = (row["counts_equal"] and row["grad_keys_equal"] and row["fp32_max_abs_A"] <= 1e-5
                                      and row["fp32_max_rel_grad"] <= 1e-5)
-                    except Exception as err:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001
                         import traceback
 
                         row["error"] = traceback.format_exc()[-1500:]

@@ -252,3 +252,9 @@ def test_prompts_without_a_prompt_column_are_refused(tmp_path):
     source = write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": "Say hi."}])
     with pytest.raises(RecipeError, match=r"alpaca.jsonl: rows need a 'prompt' column .* its columns: \['instruction'\]"):
         read_prompts(str(source), "train")
+
+
+def test_simpo_train_points_a_pipeline_recipe_to_simpo_pipeline(capsys):
+    assert main(["train", str(REPO / "recipes" / "smollm2-135m-pipeline.yaml"), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert "'run_dir' in" in error and "belongs to a pipeline recipe: run it with `simpo pipeline`" in error

@@ -166,11 +166,17 @@ def _closest(key: str) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
+# Keys of `stages.py`'s pipeline recipe, which `simpo train` does not take.
+PIPELINE_KEYS = ("run_dir", "generate", "annotate", "binarize", "evaluate")
+
+
 def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     given: dict[str, str] = {}  # stored name -> the name the recipe used
     for key, value in values.items():
         name = ALIASES.get(key, key)
+        if name in PIPELINE_KEYS:
+            raise RecipeError(f"{key!r} in {source} belongs to a pipeline recipe: run it with `simpo pipeline` (or one stage)")
         if name not in KNOWN_KEYS:
             raise RecipeError(f"unknown recipe key {key!r} in {source}{_closest(key)}")
         if name in out:
