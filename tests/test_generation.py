@@ -211,8 +211,14 @@ def test_missing_reference_answer_fails_before_generation(tiny_model_dir, tmp_pa
     rows = make_prompts(4, seed=3)
     del rows[1]["answer"]
     write_jsonl(prompts / "train.jsonl", rows)
+    write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
     assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
     assert "row 1: the numeric_answer reward needs a reference number in 'answer'" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "generations").exists()
+    write_jsonl(prompts / "train.jsonl", make_prompts(4, seed=3))  # answers now, but no test split to evaluate on
+    (prompts / "test.jsonl").unlink()
+    assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
+    assert f"evaluate.prompts {prompts} has no split 'test'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "generations").exists()
 
 

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 from .annotate import run_annotate, run_binarize
+from .config import RecipeError
+from .data.sources import load_split
 from .evaluate import run_evaluate
 from .generate import run_generate
 from .rewards import check_references, check_reward_model
@@ -38,6 +40,9 @@ def run_pipeline(pipeline: Pipeline) -> dict:
     for section in (pipeline.generate, pipeline.annotate, pipeline.binarize, pipeline.evaluate):
         section.validate()
     check_prompts = _check_rewards(pipeline)
+    evaluate = pipeline.evaluate
+    if load_split(evaluate.prompts, evaluate.split) is None:  # fail now, not after generating and training
+        raise RecipeError(f"evaluate.prompts {evaluate.prompts} has no split {evaluate.split!r}: set evaluate.prompts or evaluate.split")
     seconds: dict[str, float] = {}
 
     def stage(name: str, work):
