@@ -1,6 +1,7 @@
 """On-policy data: generation (batched = one at a time, reproducible seeds, resume after kill -9),
 rewards, binarize, and the pipeline end to end on a tiny random Llama."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -264,3 +265,12 @@ def test_simpo_train_points_a_pipeline_recipe_to_simpo_pipeline(capsys):
     assert main(["train", str(REPO / "recipes" / "smollm2-135m-pipeline.yaml"), "--dry-run"]) == 2
     error = capsys.readouterr().err
     assert "'run_dir' in" in error and "belongs to a pipeline recipe: run it with `simpo pipeline`" in error
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_asking_for_vllm_without_it_says_what_to_install():
+    from simpo.generate import pick_backend
+
+    assert pick_backend("auto") == "transformers"
+    with pytest.raises(RecipeError, match="generate.backend vllm needs the vllm package"):
+        pick_backend("vllm")

@@ -196,11 +196,14 @@ class VLLMBackend:
 
 
 def pick_backend(name: str) -> str:
-    if name != "auto":
-        return name
     import importlib.util
 
-    return "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "transformers"
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    if name == "vllm" and not has_vllm:
+        raise RecipeError("generate.backend vllm needs the vllm package (pip install vllm, on a GPU machine); or use transformers")
+    if name != "auto":
+        return name
+    return "vllm" if torch.cuda.is_available() and has_vllm else "transformers"
 
 
 def open_backend(name: str, model_config, tokenizer, stop_ids: list[int], batch_size: int, dtype: str | None = None):
