@@ -204,6 +204,8 @@ def test_pipeline_runs_every_stage_then_skips_them(tiny_model_dir, tmp_path, cap
     stamps = {path: path.stat().st_mtime_ns for path in run.rglob("*") if path.is_file() and path.name != "pipeline.json"}
     assert main(["pipeline", str(recipe)]) == 0  # everything complete: nothing is redone
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    again = json.loads((run / "pipeline.json").read_text())
+    assert again["after"] == result["after"] and again["seconds"]["train"] >= result["seconds"]["train"] > 0
 
 
 def test_missing_reference_answer_fails_before_generation(tiny_model_dir, tmp_path, capsys):

@@ -62,8 +62,13 @@ def run_pipeline(pipeline: Pipeline) -> dict:
         mark_complete(output_dir)
     trained = dataclasses.replace(pipeline.train.model, model_name_or_path=str(output_dir))
     after = stage("evaluate after", lambda: run_evaluate(trained, pipeline.evaluate, rewards, "after"))
+    # Seconds add up over the invocations that built this folder, so a resumed or repeated run
+    # keeps the time its stages took.
+    record = pipeline.run_dir / "pipeline.json"
+    spent = json.loads(record.read_text())["seconds"] if record.is_file() else {}
+    seconds = {name: spent.get(name, 0.0) + seconds.get(name, 0.0) for name in dict.fromkeys([*seconds, *spent])}
     result = {"before": before, "after": after, "seconds": seconds}
-    (pipeline.run_dir / "pipeline.json").write_text(json.dumps(result, indent=2))
+    record.write_text(json.dumps(result, indent=2))
     print(summary(result))
     return result
 
@@ -75,6 +80,6 @@ def summary(result: dict) -> str:
         f"{'':<24}{'before':>10}{'after':>10}",
         f"{'accuracy':<24}{before['accuracy']:>10.4f}{after['accuracy']:>10.4f}",
         f"{'mean length (tokens)':<24}{before['mean_length_tokens']:>10.1f}{after['mean_length_tokens']:>10.1f}",
-        "stage seconds (this invocation): " + ", ".join(f"{name} {s:.0f}" for name, s in result["seconds"].items()),
+        "stage seconds (all runs of this folder): " + ", ".join(f"{name} {s:.0f}" for name, s in result["seconds"].items()),
     ]
     return "\n".join(lines)
