@@ -105,6 +105,22 @@ def tiny_model_dir(tmp_path_factory, smollm2_tokenizer, gemma_tokenizer):
     return build
 
 
+def train_tiny(folder: Path, recipe) -> list[dict]:
+    """Train a tiny model folder with `recipe` (max_length 128, prompt 64); the logged training entries."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from simpo.data.dataset import build_pair_datasets
+    from simpo.data.encode import PairEncoder
+    from simpo.trainer import SimPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    train, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, 128, 64))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    trainer = SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=train)
+    trainer.train()
+    return [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))

@@ -20,7 +20,7 @@ from simpo.data.dataset import build_pair_datasets
 from simpo.data.encode import PairEncoder
 from simpo.logprobs import response_logps
 from simpo.trainer import SimPOTrainer
-from conftest import write_jsonl
+from conftest import train_tiny, write_jsonl
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -185,13 +185,7 @@ def test_every_method_trains_the_tiny_model_to_accuracy_one(method, tiny_model_d
     folder = tiny_model_dir("llama")
     data = write_jsonl(tmp_path / "pairs" / "train.jsonl", make_rows(8, seed=11))
     keys = {"loss_type": method, **TRAINING, **METHODS[method]}
-    recipe = build_recipe(recipe_values(folder, data.parent, tmp_path / "out", **keys))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    train, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, 128, 64))
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    trainer = SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=train)
-    trainer.train()
-    logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+    logged = train_tiny(folder, build_recipe(recipe_values(folder, data.parent, tmp_path / "out", **keys)))
     assert logged[-1]["rewards/accuracies"] == 1.0
     assert logged[-1]["loss"] < logged[0]["loss"]
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected"):

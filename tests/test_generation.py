@@ -55,7 +55,7 @@ def test_binarize_takes_best_and_worst_and_drops_ties():
 
 def test_prompt_validation_names_the_problem():
     assert prompt_messages("hi", "r") == [{"role": "user", "content": "hi"}]
-    for bad, message in (("  ", "empty prompt"), (7, "neither text nor"), ([{"role": "user"}], "not {'role'"),
+    for bad, message in (("  ", "r: empty prompt"), (7, "r: 'prompt' must be a string or a non-empty list"), ([{"role": "user"}], "not {'role'"),
                          ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "ends with a 'assistant'")):
         with pytest.raises(ValueError, match=message):
             prompt_messages(bad, "r")

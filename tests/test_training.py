@@ -16,8 +16,7 @@ from simpo.data.collate import PairCollator
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import read_pair
 from simpo.logprobs import response_logps
-from simpo.trainer import SimPOTrainer
-from conftest import write_jsonl
+from conftest import train_tiny, write_jsonl
 
 
 def plain_average_logps(model, tokenizer, rows, side):
@@ -78,15 +77,7 @@ def test_tiny_models_reach_training_accuracy_one(kind, tiny_model_dir, tmp_path)
     folder = tiny_model_dir(kind)
     data = tmp_path / "pairs"
     write_jsonl(data / "train.jsonl", make_rows(8, seed=11))
-    recipe = tiny_recipe(folder, data, tmp_path / "out", num_train_epochs=15)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    from simpo.data.dataset import build_pair_datasets
-
-    train, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, 128, 64))
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    trainer = SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=train)
-    trainer.train()
-    logged = [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+    logged = train_tiny(folder, tiny_recipe(folder, data, tmp_path / "out", num_train_epochs=15))
     assert logged[-1]["rewards/accuracies"] == 1.0
     assert logged[-1]["loss"] < logged[0]["loss"]
     # Every metric is the formula of its log-probs: rewards = beta * logps, margins = their difference.

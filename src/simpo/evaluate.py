@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from .config import ModelConfig, RecipeError
-from .generate import PromptRenderer, check_lengths, open_backend, read_prompts
+from .generate import PromptRenderer, open_backend, read_prompts
 from .rewards import Scorer, check_references
 from .shards import claim, fingerprint, write_atomic
 from .stages import EvaluateConfig
@@ -31,7 +31,7 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
     tokenizer = load_tokenizer(model_config)
     renderer = PromptRenderer(tokenizer)
     rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts)
-    rows, prompt_ids, _ = check_lengths(rows, renderer, float("inf"), config.prompts)
+    prompt_ids = [renderer.ids(row.messages) for row in rows]
     records = [{"row": row.row, "prompt": row.prompt, **row.extra} for row in rows]
     check_references(rewards, records, f"{config.prompts} [{config.split}]")
     claim(folder, {"stage": "evaluate", "prompts": fingerprint(prompt_ids), "rewards": rewards,

@@ -28,6 +28,7 @@ from transformers import LogitsProcessorList
 
 from .config import RecipeError
 from .data.chat import fold_system, render, stop_token_ids, template_shows_system
+from .data.rows import DataError, as_messages
 from .data.sources import load_split
 from .shards import ShardedOutput, fingerprint
 from .stages import GenerateConfig
@@ -48,21 +49,14 @@ class PromptRow:
 
 
 def prompt_messages(prompt, where: str) -> list[dict]:
-    """A prompt (a string, or a list of {role, content} ending with a user turn) as messages."""
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise ValueError("empty prompt")
-        return [{"role": "user", "content": prompt}]
-    if not isinstance(prompt, list) or not prompt:
-        raise ValueError(f"prompt is neither text nor a list of messages: {prompt!r:.60}")
-    for turn in prompt:
-        if not (isinstance(turn, dict) and isinstance(turn.get("role"), str) and isinstance(turn.get("content"), str)):
-            raise ValueError(f"prompt has a message that is not {{'role': str, 'content': str}}: {turn!r:.60}")
-    if prompt[-1]["role"] != "user":
-        raise ValueError(f"prompt ends with a {prompt[-1]['role']!r} turn; a prompt ends with the user's turn")
-    if not any(turn["content"].strip() for turn in prompt):
-        raise ValueError("empty prompt")
-    return [{"role": turn["role"], "content": turn["content"]} for turn in prompt]
+    """A prompt (a string, or a list of {role, content} ending with a user turn) as messages; a
+    prompt generation cannot use raises `DataError` naming `where`."""
+    messages = as_messages(prompt, "prompt", where)
+    if messages[-1]["role"] != "user":
+        raise DataError(f"{where}: the prompt ends with a {messages[-1]['role']!r} turn; a prompt ends with the user's turn")
+    if not any(turn["content"].strip() for turn in messages):
+        raise DataError(f"{where}: empty prompt")
+    return messages
 
 
 def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tuple[list[PromptRow], Counter]:
@@ -79,9 +73,9 @@ def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tup
     for number, row in enumerate(rows):
         try:
             messages = prompt_messages(row.get("prompt"), f"{label}, row {number}")
-        except ValueError as err:
-            logger.warning("%s, row %d: skipped: %s", label, number, err)
-            skipped[str(err).split(":")[0]] += 1
+        except DataError as err:
+            logger.warning("skipped: %s", err)
+            skipped["empty prompt" if str(err).endswith(": empty prompt") else "not a prompt"] += 1
             continue
         prompt_id = row.get("prompt_id") or hashlib.sha256(json.dumps(row["prompt"]).encode()).hexdigest()[:16]
         extra = {key: value for key, value in row.items() if key not in RESERVED}

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import REFERENCE_LOSSES
+
 SIMPO_FORMS = {"simpo": "sigmoid", "sigmoid": "sigmoid", "hinge": "hinge"}
 
 
@@ -139,7 +141,7 @@ def preference_loss(args, logps: PairLogps) -> tuple[torch.Tensor, dict[str, tor
     if kind in SIMPO_FORMS:
         losses = simpo_loss(a_w, a_l, args.beta, args.gamma_beta_ratio, kind, args.label_smoothing or 0.0)
         reward_w, reward_l, logp_w, logp_l = args.beta * a_w, args.beta * a_l, a_w, a_l
-    elif kind in ("dpo", "ipo", "kto_pair", "rdpo"):
+    elif kind in REFERENCE_LOSSES:
         if logps.ref_chosen is None:
             raise ValueError(f"loss_type {kind!r} needs reference log-probs and the batch has none")
         r_w, r_l = w - logps.ref_chosen, l - logps.ref_rejected

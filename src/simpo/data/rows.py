@@ -28,7 +28,7 @@ class Pair:
     rejected: dict
 
 
-def _messages(value, key: str, where: str) -> list[dict]:
+def as_messages(value, key: str, where: str) -> list[dict]:
     if isinstance(value, str):
         return [{"role": "assistant" if key != "prompt" else "user", "content": value}]
     if not isinstance(value, list) or not value:
@@ -44,8 +44,8 @@ def read_pair(row: dict, where: str) -> Pair | str:
     for key in ("chosen", "rejected"):
         if row.get(key) is None:
             raise DataError(f"{where}: missing {key!r} (rows need 'chosen' and 'rejected', and optionally 'prompt')")
-    chosen = _messages(row["chosen"], "chosen", where)
-    rejected = _messages(row["rejected"], "rejected", where)
+    chosen = as_messages(row["chosen"], "chosen", where)
+    rejected = as_messages(row["rejected"], "rejected", where)
     prompt_value = row.get("prompt")
 
     if len(chosen) > 1 or len(rejected) > 1:
@@ -56,7 +56,7 @@ def read_pair(row: dict, where: str) -> Pair | str:
     elif prompt_value is None:
         raise DataError(f"{where}: missing 'prompt', and 'chosen' holds only the answer, so there is no prompt")
     else:
-        prompt = _messages(prompt_value, "prompt", where)
+        prompt = as_messages(prompt_value, "prompt", where)
 
     for key, answer in (("chosen", chosen[-1]), ("rejected", rejected[-1])):
         if answer["role"] != "assistant":
