@@ -106,3 +106,50 @@ def test_packed_row_never_attends_across_sequences(kind, per_sequence, tiny_mode
     with torch.no_grad():
         single = model(input_ids=alone, output_hidden_states=True).hidden_states[-1][0]
     assert torch.allclose(single, before[start : start + int(lengths[1])], atol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["frozen", "wrapped"])
+def test_frozen_and_wrapped_heads_equal_full_logits(head, tiny_model_dir):
+    """A frozen head (as under LoRA) gets no gradient; a head that is not a plain nn.Linear goes
+    through autograd of the module itself. Both equal the full-logits path."""
+    folder = tiny_model_dir("llama")
+    tokenizer, feats = features(folder)
+    model = load(folder, untie=True)
+    if head == "frozen":
+        model.lm_head.weight.requires_grad_(False)
+    else:
+        model.lm_head = torch.nn.Sequential(model.lm_head)
+    batch = PairCollator(tokenizer.pad_token_id)(feats)
+    reference_sums, _ = full_logits_logps(model, batch)
+    reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
+    sums, counts = response_logps(model, batch, chunk_size=5)
+    assert torch.allclose(sums / counts, reference_sums / counts, atol=1e-5, rtol=0)
+    got = grads(model, (sums * WEIGHTS).sum())
+    assert got.keys() == reference_grads.keys()
+    assert not any(name.startswith("lm_head") for name in got) if head == "frozen" else "lm_head.0.weight" in got
+    for name, grad in reference_grads.items():
+        assert (got[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma2"])
+def test_chunked_head_under_bf16_autocast(kind, tiny_model_dir):
+    """Under bf16 autocast the chunked head matches the full-logits path run under the same autocast,
+    to bf16 precision, and keeps the fp32 weights' gradients in fp32."""
+    folder = tiny_model_dir(kind)
+    tokenizer, feats = features(folder)
+    model = load(folder)
+    batch = PairCollator(tokenizer.pad_token_id, padding_free=True)(feats)
+    padded = PairCollator(tokenizer.pad_token_id)(feats)
+    use_per_sequence_attention(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference_sums, counts = full_logits_logps(model, padded)
+    reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sums, _ = response_logps(model, batch, chunk_size=16)
+    assert sums.dtype == torch.float32
+    assert torch.allclose(sums / counts, reference_sums / counts, atol=2e-2, rtol=0)
+    got = grads(model, (sums * WEIGHTS).sum())
+    head = model.get_output_embeddings().weight
+    assert head.grad.dtype == torch.float32
+    for name, grad in reference_grads.items():
+        assert (got[name] - grad).abs().max() <= 0.1 * grad.abs().max(), name

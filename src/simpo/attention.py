@@ -6,7 +6,8 @@ them as variable-length sequences), so the eager and SDPA paths are correct as t
 still compute every query against every key of the row, quadratic in the row's length. Wrapping
 the model's own attention function, we call it once per sequence with that sequence's slice of
 queries, keys, values and mask, so soft-capping, sliding windows and scaling stay the model's own
-and the cost is the sum of the squared sequence lengths.
+and the cost is the sum of the squared sequence lengths. On SDPA, a sequence that fits the sliding
+window (or a model without one) goes without a mask, as `is_causal`, which skips the masked half.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ def _per_sequence(name: str):
         if starts is None:
             return original(module, query, key, value, attention_mask, **kwargs)
         bounds = list(zip(starts, starts[1:] + [query.shape[2]]))
+        window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
         outputs = []
         for start, end in bounds:
             mask = None if attention_mask is None else attention_mask[:, :, start:end, start:end]
+            if name == "sdpa" and (window is None or end - start <= window):
+                mask = None  # the slice is plain causal: SDPA's is_causal kernels skip the masked half
             out, _ = original(module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], mask, **kwargs)
             outputs.append(out)
         return torch.cat(outputs, dim=1), None  # [batch, tokens, heads, head_dim], no weights

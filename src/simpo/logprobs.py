@@ -26,6 +26,76 @@ def _chunk_logps(head, softcap: float | None, hidden: torch.Tensor, targets: tor
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
+class _LinearHeadLogps(torch.autograd.Function):
+    """log_softmax(cap(hidden @ weight.T))[target] per token, without the [tokens, vocab] logits.
+
+    The output head's gradient written out. Forward runs over chunks of `chunk_size` tokens and
+    keeps the picked log-probs and each token's log-normalizer. Backward recomputes the logits in
+    blocks of the vocabulary (the same number of logits per block as a forward chunk), turns each
+    block in place into upstream * (onehot(target) - softmax), times the soft-cap's derivative
+    1 - tanh^2, and writes that block's rows of the weight gradient in one matmul over all tokens:
+    nothing of the weight's size is summed or converted more than once. Matmuls run in the autocast
+    dtype when autocast is on (the weight cast once per pass), the softmax in fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, softcap, chunk_size):
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        cast = weight.to(dtype)
+        ctx.hidden_dtype, ctx.weight_dtype, ctx.softcap, ctx.chunk_size = hidden.dtype, weight.dtype, softcap, chunk_size
+        hidden = hidden.to(dtype)
+        logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        normalizers = torch.empty_like(logps)
+        for start in range(0, hidden.shape[0], chunk_size):
+            logits = _capped_logits(hidden[start : start + chunk_size], cast, softcap)[0]
+            picked = targets[start : start + chunk_size].unsqueeze(-1)
+            logps[start : start + chunk_size] = torch.log_softmax(logits, dim=-1).gather(-1, picked).squeeze(-1)
+            normalizers[start : start + chunk_size] = logits.gather(-1, picked).squeeze(-1) - logps[start : start + chunk_size]
+        ctx.save_for_backward(hidden, cast, targets, normalizers)
+        return logps
+
+    @staticmethod
+    def backward(ctx, grad_logps):
+        hidden, cast, targets, normalizers = ctx.saved_tensors
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        tokens, vocab = hidden.shape[0], cast.shape[0]
+        block = max(1, ctx.chunk_size * vocab // max(tokens, 1))
+        upstream = grad_logps.float()
+        grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if need_hidden else None
+        grad_weight = torch.empty(cast.shape, dtype=ctx.weight_dtype, device=cast.device) if need_weight else None
+        rows = torch.arange(tokens, device=hidden.device)
+        for low in range(0, vocab, block):
+            weight = cast[low : low + block]
+            logits, tanh = _capped_logits(hidden, weight, ctx.softcap)
+            grad = logits.sub_(normalizers.unsqueeze(-1)).exp_().mul_(-upstream.unsqueeze(-1))  # -upstream * softmax
+            inside = (targets >= low) & (targets < low + weight.shape[0])
+            grad[rows[inside], targets[inside] - low] += upstream[inside]
+            if tanh is not None:
+                grad.mul_(1 - tanh * tanh)
+            grad = grad.to(cast.dtype)
+            if need_hidden:
+                grad_hidden += grad @ weight
+            if need_weight:
+                grad_weight[low : low + block] = grad.t() @ hidden
+        return None if grad_hidden is None else grad_hidden.to(ctx.hidden_dtype), grad_weight, None, None, None
+
+
+def _capped_logits(hidden, weight, softcap):
+    """fp32 logits of a chunk, soft-capped when the model caps them, and the tanh for the gradient."""
+    logits = (hidden @ weight.t()).float()
+    if not softcap:
+        return logits, None
+    tanh = torch.tanh(logits.div_(softcap))
+    return tanh * softcap, tanh
+
+
+def _plain_linear(head) -> bool:
+    """A bias-free nn.Linear with an ordinary weight (not sharded by DeepSpeed ZeRO-3 or FSDP)."""
+    return (type(head) is torch.nn.Linear and head.bias is None and type(head.weight) is torch.nn.Parameter
+            and not hasattr(head.weight, "ds_id"))
+
+
 def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, base_model=None):
     """Per sequence: the sum of log pi(y_t | ...) over its response tokens, and their count.
 
@@ -44,10 +114,13 @@ def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, b
         hidden = output.hidden_states[-1][keep]  # the final (normed) hidden state of response positions
         head = base_model.get_output_embeddings()
         softcap = getattr(base_model.config, "final_logit_softcapping", None)
-        token_logps = torch.cat([
-            checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], kept_targets[i : i + chunk_size], use_reentrant=False)
-            for i in range(0, hidden.shape[0], chunk_size)
-        ])
+        if _plain_linear(head):
+            token_logps = _LinearHeadLogps.apply(hidden, head.weight, kept_targets, softcap, chunk_size)
+        else:  # another head module (a LoRA-wrapped or sharded head): autograd through the module
+            token_logps = torch.cat([
+                checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], kept_targets[i : i + chunk_size], use_reentrant=False)
+                for i in range(0, hidden.shape[0], chunk_size)
+            ])
     else:
         logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits  # [kept positions, vocab]
         token_logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, kept_targets.unsqueeze(-1)).squeeze(-1)
