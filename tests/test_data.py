@@ -6,7 +6,7 @@ import pytest
 
 from simpo.config import DataConfig
 from simpo.data.chat import stop_token_ids
-from simpo.data.collate import IGNORE, PairCollator
+from simpo.data.collate import PairCollator
 from simpo.data.dataset import build_pair_datasets
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import DataError, Pair, read_pair
@@ -70,10 +70,15 @@ def test_smollm2_tokenization_boundary_and_end_of_turn(smollm2_tokenizer):
     # The response is the answer, then one end-of-turn token and the template's newline.
     assert tokenizer.decode(encoded["chosen_ids"]) == "2 + 3 = 5.<|im_end|>\n"
     assert encoded["chosen_ids"].count(im_end) == 1
-    batch = PairCollator(pad_token_id=tokenizer.pad_token_id)([encoded, encoded])
-    labels = batch["labels"][0]
-    assert (labels == im_end).sum().item() == 1  # the end of turn is trained, although it is the pad id
-    assert labels[: len(encoded["prompt_ids"])].eq(IGNORE).all()
+    for padding_free, share_prompt in ((False, False), (True, False), (True, True)):
+        batch = PairCollator(tokenizer.pad_token_id, padding_free, share_prompt)([encoded, encoded])
+        first = batch["target_sequence"] == 0
+        # Exactly the response is scored, the end of turn included, although it is the pad id...
+        assert batch["target_ids"][first].tolist() == encoded["chosen_ids"]
+        # ...each token from the position just before it, the last prompt token first.
+        flat = batch["input_ids"].flatten()
+        prompt = encoded["prompt_ids"]
+        assert flat[batch["logit_index"][first]].tolist() == prompt[-1:] + encoded["chosen_ids"][:-1]
     assert stop_token_ids(tokenizer) == [im_end]
 
 

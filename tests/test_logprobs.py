@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from simpo.attention import use_per_sequence_attention
 from simpo.data.bundled import make_rows
-from simpo.data.collate import IGNORE, PairCollator
+from simpo.data.collate import PairCollator
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import read_pair
 from simpo.logprobs import response_logps
@@ -23,18 +23,29 @@ def load(folder, untie=False):
 def features(folder, count=4, seed=9):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     encoder = PairEncoder(tokenizer, max_length=256, max_prompt_length=128)
-    rows = make_rows(count, seed)
-    return tokenizer, [encoder.encode(read_pair(row, "row"), "row") for row in rows]
+    feats = [encoder.encode(read_pair(row, "row"), "row") for row in make_rows(count, seed)]
+    # Unequal responses both ways round, so that a shared prompt is followed by either one first.
+    feats[0]["rejected_ids"] = feats[0]["rejected_ids"] + feats[0]["chosen_ids"][:7]
+    feats[1]["chosen_ids"] = feats[1]["chosen_ids"] + feats[1]["rejected_ids"][:5]
+    return tokenizer, feats
 
 
-def full_logits_logps(model, batch):
-    """Independent path: every position's logits, then the response tokens picked by label."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = torch.log_softmax(logits[:, :-1].float(), -1)
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE
-    picked = logps.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
-    return picked.sum(1), mask.sum(1)
+def full_logits_logps(model, feats):
+    """Independent path: each sequence padded on its own row, every position's logits, and the
+    response tokens read off the features: position P+j-1 predicts response token j."""
+    sequences = [(f["prompt_ids"], f[side]) for side in ("chosen_ids", "rejected_ids") for f in feats]
+    width = max(len(p) + len(r) for p, r in sequences)
+    input_ids = torch.zeros(len(sequences), width, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, (prompt, response) in enumerate(sequences):
+        input_ids[row, : len(prompt) + len(response)] = torch.tensor(prompt + response)
+        attention_mask[row, : len(prompt) + len(response)] = 1
+    logps = torch.log_softmax(model(input_ids=input_ids, attention_mask=attention_mask).logits.float(), -1)
+    sums = torch.stack([
+        sum(logps[row, len(prompt) + j - 1, token] for j, token in enumerate(response))
+        for row, (prompt, response) in enumerate(sequences)
+    ])
+    return sums, torch.tensor([len(response) for _, response in sequences])
 
 
 def grads(model, value):
@@ -46,22 +57,26 @@ def grads(model, value):
 WEIGHTS = torch.tensor([0.7, -1.3, 0.4, 2.0, -0.5, 1.1, -0.9, 0.3])  # a generic linear function of the sums
 
 
+LAYOUTS = {"padded": (False, False), "packed": (True, False), "shared": (True, True)}  # padding_free, share_prompt
+
+
 @pytest.mark.parametrize("kind,untie", [("llama", False), ("llama", True), ("gemma2", False)])
-@pytest.mark.parametrize("padding_free", [False, True])
-def test_chunked_and_packed_equal_full_logits(kind, untie, padding_free, tiny_model_dir):
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_chunked_and_packed_equal_full_logits(kind, untie, layout, tiny_model_dir):
     folder = tiny_model_dir(kind)
     tokenizer, feats = features(folder)
     model = load(folder, untie)
     if kind == "gemma2":
         assert model.config.final_logit_softcapping == 30.0
-    padded = PairCollator(tokenizer.pad_token_id)(feats)
-    reference_sums, reference_counts = full_logits_logps(model, padded)
+    reference_sums, reference_counts = full_logits_logps(model, feats)
     reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
 
-    batch = PairCollator(tokenizer.pad_token_id, padding_free=padding_free)(feats)
-    if padding_free:
-        use_per_sequence_attention(model)
+    batch = PairCollator(tokenizer.pad_token_id, *LAYOUTS[layout])(feats)
+    if layout != "padded":
+        assert use_per_sequence_attention(model)
         assert model.config._attn_implementation.startswith("simpo_packed_")
+    tokens = sum(len(f["prompt_ids"]) * (1 if layout == "shared" else 2) + len(f["chosen_ids"]) + len(f["rejected_ids"]) for f in feats)
+    assert batch["input_ids"].shape[1] == tokens or layout == "padded"  # no padding, each shared prompt once
     for chunk_size in (0, 5, 64):
         sums, counts = response_logps(model, batch, chunk_size=chunk_size)
         assert torch.equal(counts, reference_counts)
@@ -74,38 +89,66 @@ def test_chunked_and_packed_equal_full_logits(kind, untie, padding_free, tiny_mo
             assert (got[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), (chunk_size, name)
 
 
+def spans(feats, share_prompt):
+    """Per pair, the packed row's token ranges: (prompt, chosen, rejected), from the lengths alone."""
+    out, start = [], 0
+    for f in feats:
+        p, c, r = len(f["prompt_ids"]), len(f["chosen_ids"]), len(f["rejected_ids"])
+        if share_prompt:
+            first, second = (c, r) if c >= r else (r, c)
+            branches = [range(start + p, start + p + first), range(start + p + first, start + p + first + second)]
+            out.append((range(start, start + p), *(branches if c >= r else branches[::-1])))
+            start += p + c + r
+    if not share_prompt:  # all chosen sequences, then all rejected ones, each with its prompt
+        for side in (0, 1):
+            for i, f in enumerate(feats):
+                p, n = len(f["prompt_ids"]), len(f["prompt_ids"]) + len(f["chosen_ids" if side == 0 else "rejected_ids"])
+                out.append((range(start, start + p), range(start + p, start + n)))
+                start += n
+    return out
+
+
 @pytest.mark.parametrize("kind", ["llama", "gemma2"])
-@pytest.mark.parametrize("per_sequence", [False, True])
-def test_packed_row_never_attends_across_sequences(kind, per_sequence, tiny_model_dir):
+@pytest.mark.parametrize("layout", ["packed", "packed-per-sequence", "shared"])
+def test_packed_row_never_attends_across_sequences(kind, layout, tiny_model_dir):
     folder = tiny_model_dir(kind)
     tokenizer, feats = features(folder, count=3, seed=4)
     model = load(folder).eval()
-    if per_sequence:
+    if layout != "packed":
         use_per_sequence_attention(model)
-    collate = PairCollator(tokenizer.pad_token_id, padding_free=True)
-    batch = collate(feats)
+    share = layout == "shared"
+    batch = PairCollator(tokenizer.pad_token_id, padding_free=True, share_prompt=share)(feats)
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
-    lengths = torch.bincount(batch["sequence_index"][0])
-    assert lengths.sum() == batch["input_ids"].shape[1]  # no padding at all
-    # Change every token of sequence 0: the hidden states of all other sequences must not move.
-    changed = {key: value.clone() for key, value in batch.items()}
-    first = batch["sequence_index"][0] == 0
-    changed["input_ids"][0, first] = (batch["input_ids"][0, first] + 17) % len(tokenizer)
-    def last_hidden(inputs):
+
+    def last_hidden(input_ids):
         # Without a cache, as in training: transformers reads packed rows from position_ids only then.
         with torch.no_grad():
-            out = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"], use_cache=False, output_hidden_states=True)
+            out = model(input_ids=input_ids, position_ids=batch["position_ids"], use_cache=False, output_hidden_states=True)
         return out.hidden_states[-1][0]
 
-    before, after = last_hidden(batch), last_hidden(changed)
-    assert not torch.allclose(before[first], after[first])
-    assert torch.equal(before[~first], after[~first])
+    def changed(tokens: list[int]):
+        ids = batch["input_ids"].clone()
+        ids[0, tokens] = (ids[0, tokens] + 17) % len(tokenizer)
+        return ids
+
+    before = last_hidden(batch["input_ids"])
+    every = set(range(batch["input_ids"].shape[1]))
+    groups = spans(feats, share)
+    # Change one sequence (or, shared, one response) at a time: nothing outside it may move.
+    for group in groups:
+        for part in group[1:] if share else [[*group[0], *group[1]]]:
+            part = list(part)
+            after = last_hidden(changed(part))
+            assert not torch.allclose(before[part], after[part])
+            rest = sorted(every - set(part))
+            assert torch.equal(before[rest], after[rest])
     # And each sequence alone gives the same hidden states as inside the packed row.
-    start = int(lengths[0])
-    alone = batch["input_ids"][:, start : start + int(lengths[1])]
-    with torch.no_grad():
-        single = model(input_ids=alone, output_hidden_states=True).hidden_states[-1][0]
-    assert torch.allclose(single, before[start : start + int(lengths[1])], atol=1e-5)
+    for prompt, *responses in groups[:2]:
+        for response in responses:
+            tokens = [*prompt, *response]
+            with torch.no_grad():
+                single = model(input_ids=batch["input_ids"][:, tokens], output_hidden_states=True).hidden_states[-1][0]
+            assert torch.allclose(single, before[tokens], atol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["frozen", "wrapped"])
@@ -120,7 +163,7 @@ def test_frozen_and_wrapped_heads_equal_full_logits(head, tiny_model_dir):
     else:
         model.lm_head = torch.nn.Sequential(model.lm_head)
     batch = PairCollator(tokenizer.pad_token_id)(feats)
-    reference_sums, _ = full_logits_logps(model, batch)
+    reference_sums, _ = full_logits_logps(model, feats)
     reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
     sums, counts = response_logps(model, batch, chunk_size=5)
     assert torch.allclose(sums / counts, reference_sums / counts, atol=1e-5, rtol=0)
@@ -138,11 +181,10 @@ def test_chunked_head_under_bf16_autocast(kind, tiny_model_dir):
     folder = tiny_model_dir(kind)
     tokenizer, feats = features(folder)
     model = load(folder)
-    batch = PairCollator(tokenizer.pad_token_id, padding_free=True)(feats)
-    padded = PairCollator(tokenizer.pad_token_id)(feats)
+    batch = PairCollator(tokenizer.pad_token_id, padding_free=True, share_prompt=True)(feats)
     use_per_sequence_attention(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        reference_sums, counts = full_logits_logps(model, padded)
+        reference_sums, counts = full_logits_logps(model, feats)
     reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         sums, _ = response_logps(model, batch, chunk_size=16)

@@ -8,6 +8,8 @@ the model's own attention function, we call it once per sequence with that seque
 queries, keys, values and mask, so soft-capping, sliding windows and scaling stay the model's own
 and the cost is the sum of the squared sequence lengths. On SDPA, a sequence that fits the sliding
 window (or a model without one) goes without a mask, as `is_causal`, which skips the masked half.
+A pair laid out with a shared prompt (`data.collate`) gets the prompt's keys and values for both
+of its responses, and neither response sees the other.
 """
 
 from __future__ import annotations
@@ -27,40 +29,73 @@ def _original(module, name: str):
     return AttentionInterface._global_mapping[name]
 
 
-def _segments(position_ids: torch.Tensor | None) -> list[int] | None:
-    """Start offsets of the sequences in a single packed row, or None for an ordinary batch."""
+def _layout(position_ids: torch.Tensor | None) -> list[tuple[int, int | None, int]] | None:
+    """(start, split, end) per sequence of a single packed row, or None for an ordinary batch.
+
+    A sequence starts where the position is 0. `split` is where a second response that shares the
+    sequence's prompt begins (the position drops back to the prompt's length; see `data.collate`),
+    None when there is none.
+    """
     if position_ids is None or position_ids.shape[0] != 1:
         return None
-    starts = (position_ids[0] == 0).nonzero().flatten().tolist()
-    return starts if len(starts) > 1 and starts[0] == 0 else None
+    positions = position_ids[0]
+    breaks = [0] + ((positions[1:] - positions[:-1]) != 1).nonzero().flatten().add(1).tolist()
+    if len(breaks) == 1:
+        return None
+    layout = []
+    for start, end in zip(breaks, breaks[1:] + [positions.shape[0]]):
+        if positions[start] == 0 or not layout:
+            layout.append((start, None, end))
+        else:
+            layout[-1] = (layout[-1][0], start, end)
+    return layout
 
 
 def _per_sequence(name: str):
     def attention(module, query, key, value, attention_mask, **kwargs):
         original = _original(module, name)
-        starts = _segments(kwargs.get("position_ids"))
-        if starts is None:
+        layout = _layout(kwargs.get("position_ids"))
+        if layout is None:
             return original(module, query, key, value, attention_mask, **kwargs)
-        bounds = list(zip(starts, starts[1:] + [query.shape[2]]))
         window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+
+        def run(rows: torch.Tensor | slice, length: int, start: int) -> torch.Tensor:
+            # `rows`: a contiguous sequence of `length` tokens, positions 0..length-1; its mask is
+            # the packed mask's causal block that starts at `start` (at least `length` long).
+            mask = None if attention_mask is None else attention_mask[:, :, start : start + length, start : start + length]
+            if name == "sdpa" and (window is None or length <= window):
+                mask = None  # plain causal: SDPA's is_causal kernels skip the masked half
+            out, _ = original(module, query[:, :, rows], key[:, :, rows], value[:, :, rows], mask, **kwargs)
+            return out
+
         outputs = []
-        for start, end in bounds:
-            mask = None if attention_mask is None else attention_mask[:, :, start:end, start:end]
-            if name == "sdpa" and (window is None or end - start <= window):
-                mask = None  # the slice is plain causal: SDPA's is_causal kernels skip the masked half
-            out, _ = original(module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], mask, **kwargs)
-            outputs.append(out)
+        for start, split, end in layout:
+            if split is None:
+                outputs.append(run(slice(start, end), end - start, start))
+                continue
+            # Prompt and first response as one sequence; then the prompt again with the second
+            # response, whose output rows are kept. The second is the shorter, so its causal mask
+            # is a corner of the first's block.
+            prompt = int(kwargs["position_ids"][0, split])
+            if prompt + end - split > split - start:
+                raise ValueError(f"packed row: the pair at token {start} has its longer response second; data.collate puts it first")
+            outputs.append(run(slice(start, split), split - start, start))
+            second = torch.cat([torch.arange(start, start + prompt), torch.arange(split, end)]).to(query.device)
+            outputs.append(run(second, prompt + end - split, start)[:, prompt:])
         return torch.cat(outputs, dim=1), None  # [batch, tokens, heads, head_dim], no weights
 
     return attention
 
 
-def use_per_sequence_attention(model) -> None:
-    """Switch a model on eager or SDPA attention to the per-sequence wrapper (flash needs none)."""
+def use_per_sequence_attention(model) -> bool:
+    """Switch a model on eager or SDPA attention to the per-sequence wrapper (flash needs none);
+    whether the model now runs it (so that it can take shared-prompt rows)."""
     config = model.config
     name = config._attn_implementation
+    if name.startswith(PREFIX):
+        return True
     if name not in ("eager", "sdpa"):
-        return
+        return False
     wrapped = PREFIX + name
     if name == "sdpa" and torch.cuda.is_available():
         # cuDNN's SDPA builds an execution plan for every new sequence length, and per-sequence
@@ -71,3 +106,4 @@ def use_per_sequence_attention(model) -> None:
         AttentionInterface.register(wrapped, _per_sequence(name))
         ALL_MASK_ATTENTION_FUNCTIONS.register(wrapped, ALL_MASK_ATTENTION_FUNCTIONS[name])
     model.set_attn_implementation(wrapped)
+    return True

@@ -92,9 +92,11 @@ class SimPOConfig(TrainingArguments):
     max_prompt_length: int = 512
     truncation_mode: str = "keep_end"
     disable_dropout: bool = True
-    # Memory and speed (exact, so on by default): pairs packed into one row with no padding, and the
-    # output head + log-softmax applied to response tokens in chunks of this many tokens (0: off).
+    # Memory and speed (exact, so on by default): pairs packed into one row with no padding, each
+    # pair's prompt once for both responses (eager/SDPA attention), and the output head +
+    # log-softmax applied to response tokens in chunks of this many tokens (0: off).
     padding_free: bool = True
+    share_prompt: bool = True
     logps_chunk_size: int = 256
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False

@@ -7,16 +7,14 @@ and the head, the final logit soft-cap (Gemma-2), the log-softmax and the gather
 times the vocabulary instead of every response token times the vocabulary. With `chunk_size == 0`
 the model's own head projects the response positions (`logits_to_keep` with a boolean mask).
 
-Batches are padded ([rows, T] with `attention_mask`) or packed (one row, `position_ids` restarting
-at each sequence, no `attention_mask`); `sequence_index` says which sequence each token is in.
+Batches come in any layout of `data.collate` (padded, packed, shared prompt); each names the
+positions to score (`logit_index`, flat over rows x width), their targets and their sequences.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.utils.checkpoint import checkpoint
-
-from .data.collate import IGNORE
 
 
 def _chunk_logps(head, softcap: float | None, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -102,29 +100,28 @@ def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, b
     `model` is called for the forward (it may be wrapped by DDP/DeepSpeed); `base_model`, the
     unwrapped model, supplies the output head and the soft-cap when chunking.
     """
-    labels = batch["labels"]
-    targets = labels[:, 1:]
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = targets != IGNORE
+    index, targets, sequence = batch["logit_index"], batch["target_ids"], batch["target_sequence"]
     inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "position_ids") if key in batch}
-    kept_targets = targets[keep[:, :-1]]
+    rows, width = batch["input_ids"].shape
+    keep = torch.zeros(rows * width, dtype=torch.bool, device=index.device)
     if chunk_size > 0:
         base_model = base_model if base_model is not None else model
-        output = model(**inputs, logits_to_keep=torch.zeros_like(keep), output_hidden_states=True, use_cache=False)
-        hidden = output.hidden_states[-1][keep]  # the final (normed) hidden state of response positions
+        output = model(**inputs, logits_to_keep=keep.view(rows, width), output_hidden_states=True, use_cache=False)
+        hidden = output.hidden_states[-1].flatten(0, 1)[index]  # the final (normed) hidden states that predict
         head = base_model.get_output_embeddings()
         softcap = getattr(base_model.config, "final_logit_softcapping", None)
         if _plain_linear(head):
-            token_logps = _LinearHeadLogps.apply(hidden, head.weight, kept_targets, softcap, chunk_size)
+            token_logps = _LinearHeadLogps.apply(hidden, head.weight, targets, softcap, chunk_size)
         else:  # another head module (a LoRA-wrapped or sharded head): autograd through the module
             token_logps = torch.cat([
-                checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], kept_targets[i : i + chunk_size], use_reentrant=False)
+                checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], targets[i : i + chunk_size], use_reentrant=False)
                 for i in range(0, hidden.shape[0], chunk_size)
             ])
     else:
-        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits  # [kept positions, vocab]
-        token_logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, kept_targets.unsqueeze(-1)).squeeze(-1)
-    sequence = batch["sequence_index"][keep]
-    count = int(batch["sequence_index"].max()) + 1
+        keep[index] = True
+        logits = model(**inputs, logits_to_keep=keep.view(rows, width), use_cache=False).logits  # [kept positions, vocab]
+        rank = keep.cumsum(0) - 1  # a kept position's row in `logits` (a shared prompt's last token is scored twice)
+        token_logps = torch.log_softmax(logits.float(), dim=-1)[rank[index], targets]
+    count = int(sequence.max()) + 1
     sums = torch.zeros(count, dtype=token_logps.dtype, device=token_logps.device).index_add(0, sequence, token_logps)
     return sums, torch.bincount(sequence, minlength=count)

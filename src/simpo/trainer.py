@@ -36,17 +36,23 @@ def disable_dropout(model: nn.Module) -> None:
             module.attention_dropout = 0.0
 
 
-def _prepare_for_pairs(model: nn.Module, args: SimPOConfig) -> None:
+def _prepare_for_pairs(model: nn.Module, args: SimPOConfig) -> bool:
+    """Dropout off (when asked) and per-sequence attention for packed rows; whether the model can
+    take rows with shared prompts."""
     if args.disable_dropout:
         disable_dropout(model)
-    if args.padding_free:
-        use_per_sequence_attention(model)
+    return args.padding_free and use_per_sequence_attention(model)
 
 
 class SimPOTrainer(Trainer):
     def __init__(self, model, args: SimPOConfig, processing_class, train_dataset, eval_dataset=None, ref_model=None, **kwargs):
-        _prepare_for_pairs(model, args)
-        kwargs.setdefault("data_collator", PairCollator(processing_class.pad_token_id, args.padding_free))
+        shareable = _prepare_for_pairs(model, args)
+        if ref_model is not None:
+            shareable = _prepare_for_pairs(ref_model, args) and shareable
+        # Flash-attention reads packed rows from position ids alone, so only our per-sequence
+        # attention (eager, SDPA) takes shared prompts.
+        collator = PairCollator(processing_class.pad_token_id, args.padding_free, args.share_prompt and shareable)
+        kwargs.setdefault("data_collator", collator)
         super().__init__(
             model=model,
             args=args,
@@ -61,8 +67,6 @@ class SimPOTrainer(Trainer):
         self._pair_metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.ref_model = None
         if args.needs_reference:
-            if ref_model is not None:
-                _prepare_for_pairs(ref_model, args)
             if args.precompute_ref_logps:
                 self._precompute_reference(ref_model if ref_model is not None else self.model)
             else:

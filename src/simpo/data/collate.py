@@ -1,16 +1,23 @@
 """Batches of pairs for one forward pass: the B chosen sequences, then the B rejected ones.
 
-Two layouts, equal in result:
-- padded: `input_ids`/`attention_mask`/`labels` of shape [2B, T], padded on the right;
+Three layouts, equal in result:
+- padded: `input_ids`/`attention_mask` of shape [2B, T], padded on the right;
 - packed (padding-free): one row of all 2B sequences back to back, `position_ids` restarting at 0
   for each, no attention mask; transformers then builds attention that never crosses a sequence
-  (a block-diagonal causal mask for eager/SDPA, variable-length kernels for flash-attention).
-Both carry `sequence_index`, the sequence each token belongs to (0..B-1 chosen, B..2B-1 rejected),
-and, when the pairs carry precomputed reference log-probs (`ref_chosen_logps`, `ref_rejected_logps`),
-`ref_logps` in the same order: [2B], chosen then rejected.
+  (a block-diagonal causal mask for eager/SDPA, variable-length kernels for flash-attention);
+- shared prompt (packed, for eager/SDPA under `attention.use_per_sequence_attention`): each pair's
+  prompt once, then its longer response, then its shorter one, whose `position_ids` go on from the
+  prompt's end. The row then reads prompt, first response, a drop in position, second response;
+  the per-sequence attention gives the second response the prompt's keys and values and nothing of
+  the first response. A pair's prompt goes through the model once instead of twice.
 
-Labels are -100 on the prompt and on padding, decided by position, never by token id: with
-pad == eos (SmolLM2) masking by id would drop the end-of-turn token from every response.
+Every layout says which log-probs to take, in the same terms: `logit_index`, the flat position
+(row * width + column) whose hidden state predicts a response token; `target_ids`, that token; and
+`target_sequence`, its sequence (0..B-1 chosen, B..2B-1 rejected). The last prompt token predicts
+the first token of both responses. Response tokens are chosen by position, never by token id: with
+pad == eos (SmolLM2) masking by id would drop the end-of-turn token from every response. When the
+pairs carry precomputed reference log-probs (`ref_chosen_logps`, `ref_rejected_logps`), `ref_logps`
+holds them in sequence order: [2B], chosen then rejected.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE = -100
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
 
@@ -27,38 +33,70 @@ REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 class PairCollator:
     pad_token_id: int
     padding_free: bool = False
+    share_prompt: bool = False
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        sequences = []
-        for side in ("chosen_ids", "rejected_ids"):
-            for feature in features:
-                prompt, response = list(feature["prompt_ids"]), list(feature[side])
-                sequences.append((prompt + response, [IGNORE] * len(prompt) + response))
-        batch = self._packed(sequences) if self.padding_free else self._padded(sequences)
+        pairs = [(list(f["prompt_ids"]), list(f["chosen_ids"]), list(f["rejected_ids"])) for f in features]
+        if self.padding_free and self.share_prompt:
+            batch, positions = self._shared(pairs)
+        elif self.padding_free:
+            batch, positions = self._packed(pairs)
+        else:
+            batch, positions = self._padded(pairs)
+        batch.update(_targets([(pair[0], pair[side]) for side in (1, 2) for pair in pairs], positions))
         if REF_COLUMNS[0] in features[0]:
             batch["ref_logps"] = torch.tensor([feature[column] for column in REF_COLUMNS for feature in features], dtype=torch.float32)
         return batch
 
-    def _padded(self, sequences) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids, _ in sequences)
+    def _padded(self, pairs):
+        sequences = [pair[0] + pair[side] for side in (1, 2) for pair in pairs]
+        width = max(len(ids) for ids in sequences)
         input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(sequences), width), IGNORE, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, (ids, row_labels) in enumerate(sequences):
+        for row, ids in enumerate(sequences):
             input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, : len(ids)] = torch.tensor(row_labels)
             attention_mask[row, : len(ids)] = 1
-        sequence_index = torch.arange(len(sequences)).unsqueeze(1).expand(-1, width).contiguous()
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "sequence_index": sequence_index}
+        positions = [row * width + torch.arange(len(ids)) for row, ids in enumerate(sequences)]
+        return {"input_ids": input_ids, "attention_mask": attention_mask}, positions
 
-    def _packed(self, sequences) -> dict[str, torch.Tensor]:
-        lengths = torch.tensor([len(ids) for ids, _ in sequences])
-        starts = torch.cumsum(lengths, 0) - lengths
-        sequence_index = torch.repeat_interleave(torch.arange(len(sequences)), lengths)
-        position_ids = torch.arange(int(lengths.sum())) - starts[sequence_index]
-        return {
-            "input_ids": torch.tensor([token for ids, _ in sequences for token in ids]).unsqueeze(0),
-            "position_ids": position_ids.unsqueeze(0),
-            "labels": torch.tensor([label for _, row_labels in sequences for label in row_labels]).unsqueeze(0),
-            "sequence_index": sequence_index.unsqueeze(0),
+    def _packed(self, pairs):
+        sequences = [pair[0] + pair[side] for side in (1, 2) for pair in pairs]
+        lengths = torch.tensor([len(ids) for ids in sequences])
+        starts = (torch.cumsum(lengths, 0) - lengths).tolist()
+        positions = [start + torch.arange(len(ids)) for start, ids in zip(starts, sequences)]
+        batch = {
+            "input_ids": torch.tensor([token for ids in sequences for token in ids]).unsqueeze(0),
+            "position_ids": torch.cat([torch.arange(len(ids)) for ids in sequences]).unsqueeze(0),
         }
+        return batch, positions
+
+    def _shared(self, pairs):
+        tokens, position_ids, chosen, rejected = [], [], [], []
+        for prompt, *responses in pairs:
+            start, length = len(tokens), len(prompt)
+            order = (0, 1) if len(responses[0]) >= len(responses[1]) else (1, 0)  # the longer response first
+            tokens += prompt + responses[order[0]] + responses[order[1]]
+            position_ids += range(length + len(responses[order[0]]))
+            position_ids += range(length, length + len(responses[order[1]]))
+            branches, offset = {}, start + length
+            for side in order:
+                branches[side] = torch.arange(offset, offset + len(responses[side]))
+                offset += len(responses[side])
+            prompt_positions = torch.arange(start, start + length)
+            chosen.append(torch.cat([prompt_positions, branches[0]]))
+            rejected.append(torch.cat([prompt_positions, branches[1]]))
+        batch = {"input_ids": torch.tensor(tokens).unsqueeze(0), "position_ids": torch.tensor(position_ids).unsqueeze(0)}
+        return batch, chosen + rejected
+
+
+def _targets(sequences: list[tuple[list[int], list[int]]], positions: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """For each response token: the flat position that predicts it (its predecessor's), and its sequence."""
+    index, targets, owner = [], [], []
+    for number, ((prompt, response), where) in enumerate(zip(sequences, positions)):
+        first = max(len(prompt), 1)  # a token with no predecessor has no log-prob
+        if first >= len(prompt) + len(response):
+            raise ValueError(f"sequence {number} of the batch has no response token to score (prompt {len(prompt)}, response {len(response)} tokens)")
+        index.append(where[first - 1 : -1])
+        targets.append(torch.tensor(response[first - len(prompt) :]))
+        owner.append(torch.full((len(where) - first,), number))
+    return {"logit_index": torch.cat(index), "target_ids": torch.cat(targets), "target_sequence": torch.cat(owner)}
