@@ -3,13 +3,16 @@
     python benchmarks/throughput.py smollm2            # bundled SmolLM2, max_length 1024, fp32 and bf16
     python benchmarks/throughput.py gemma2-256k        # Gemma-2 config, 256,000-token vocabulary, max_length 2048
 
-Each trainer runs in its own process (so peak memory is its own) on the same pairs, 2 per step:
-`simpo` (defaults: packed pairs, chunked response log-probs), `simpo-padded` (both off) and
-`trl` (`CPOTrainer`, `loss_type="simpo"`, `cpo_alpha=0`, `simpo_gamma = beta * gamma_beta_ratio`).
-Reported: non-padding tokens per second, seconds per step (median), peak memory during training
-(live heap on the CPU, allocated on a GPU; the weights included), and model FLOPs utilisation: the FLOPs the loss needs (6 x body
-parameters x tokens, 6 x hidden x vocab x response tokens, causal attention) per second, over the
-matmul rate torch reaches on this machine, measured here. TRL is installed only for benchmarks
+Each trainer runs on the same pairs, 2 per step, twice, each time in a fresh process: once timed
+and once for its peak memory (the sampler would slow the timed run). Trainers: `simpo` (defaults:
+packed pairs with shared prompts, chunked response log-probs), `simpo-padded` (packing and chunking
+off) and `trl` (`CPOTrainer`, `loss_type="simpo"`, `cpo_alpha=0`, `simpo_gamma = beta *
+gamma_beta_ratio`). Reported: the pairs' tokens (prompt counted with each response, no padding)
+per second of training, seconds per step (median), peak memory during training (live heap on the
+CPU, allocated on a GPU; the weights included), and model FLOPs utilisation: the FLOPs of the work
+each trainer does (6 x body parameters x tokens through the body, a shared prompt once; 6 x hidden
+x vocab x response tokens; causal attention per sequence) per second, over the matmul rate torch
+reaches on this machine, measured here. TRL is installed only for benchmarks
 (`make bench`).
 """
 
@@ -180,8 +183,8 @@ def worker(options) -> dict:
                          gradient_checkpointing=checkpointing, **common)
         trainer = CPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer.callback])
         data = trainer.train_dataset
-        lengths = [(len(r["chosen_input_ids"]), len(r["chosen_input_ids"]) - len(r["prompt_input_ids"])) for r in data]
-        lengths += [(len(r["rejected_input_ids"]), len(r["rejected_input_ids"]) - len(r["prompt_input_ids"])) for r in data]
+        pairs = [(len(r["prompt_input_ids"]), len(r["chosen_input_ids"]) - len(r["prompt_input_ids"]),
+                  len(r["rejected_input_ids"]) - len(r["prompt_input_ids"])) for r in data]
     else:
         from simpo.config import build_recipe
         from simpo.data.dataset import build_pair_datasets
@@ -199,21 +202,37 @@ def worker(options) -> dict:
         encoder = PairEncoder(tokenizer, max_length, max_length - 1)
         data, _ = build_pair_datasets(recipe.data, encoder)
         trainer = SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=data, callbacks=[timer.callback])
-        lengths = [(len(r["prompt_ids"]) + len(r[side]), len(r[side])) for r in data for side in ("chosen_ids", "rejected_ids")]
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
+        pairs = [(len(r["prompt_ids"]), len(r["chosen_ids"]), len(r["rejected_ids"])) for r in data]
+    if options.measure == "memory":
+        with PeakMemory() as memory:
+            trainer.train()
+        return {"peak_mb": memory.mb}
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
     config = model.config
     attention_width = config.num_attention_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
-    tokens = sum(total for total, _ in lengths)
-    flops = (6 * body_parameters(model) * tokens + 6 * config.hidden_size * config.vocab_size * sum(r for _, r in lengths)
-             + 6 * config.num_hidden_layers * attention_width * sum(total**2 for total, _ in lengths))
+    tokens = sum(2 * p + c + r for p, c, r in pairs)  # the pairs' tokens: what tokens/s counts, for every trainer
+    # FLOPs of the work each trainer does: a shared prompt goes through the body once.
+    shared = options.framework == "simpo" and trainer.data_collator.share_prompt
+    body_tokens = sum((1 if shared else 2) * p + c + r for p, c, r in pairs)
+    flops = (6 * body_parameters(model) * body_tokens + 6 * config.hidden_size * config.vocab_size * sum(c + r for _, c, r in pairs)
+             + 6 * config.num_hidden_layers * attention_width * sum((p + c) ** 2 + (p + r) ** 2 for p, c, r in pairs))
     return {"framework": options.framework, "dtype": options.dtype, "steps": steps, "tokens": tokens, "seconds": seconds,
-            "step_seconds": statistics.median(timer.steps), "peak_mb": memory.mb, "flops": flops}
+            "step_seconds": statistics.median(timer.steps), "flops": flops}
 
 
 def run_worker(model: str, framework: str, dtype: str, extra: list[str], memory_limit_gb: float | None) -> dict:
+    """Two runs in fresh processes: one timed, one with the peak-memory sampler (whose lock on the
+    allocator, every millisecond, would slow the timed run by a third)."""
+    timed = _run_worker(model, framework, dtype, extra + ["--measure", "time"], memory_limit_gb)
+    if "failed" in timed:
+        return timed
+    sampled = _run_worker(model, framework, dtype, extra + ["--measure", "memory"], memory_limit_gb)
+    return {**timed, **sampled}
+
+
+def _run_worker(model: str, framework: str, dtype: str, extra: list[str], memory_limit_gb: float | None) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [sys.executable, __file__, model, "--worker", framework, "--dtype", dtype, "--out", out.name, *extra]
         env = dict(os.environ, TRL_EXPERIMENTAL_SILENCE="1", TOKENIZERS_PARALLELISM="false")
@@ -259,6 +278,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("time", "memory"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.worker:
         options.framework = options.worker
