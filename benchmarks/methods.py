@@ -3,8 +3,9 @@
     python benchmarks/methods.py                 # bundled SmolLM2, fp32, the pairs and batch of throughput.py
     python benchmarks/methods.py --dtype bf16    # bf16 autocast
 
-Each method runs in its own process (so its peak memory is its own) on the same UltraFeedback-shaped
-pairs, 2 per step, with simpo's defaults (packed pairs, chunked response log-probs):
+Each method runs twice, each time in a fresh process, on the same UltraFeedback-shaped pairs, 2 per
+step: once timed and once for its peak memory (the sampler would slow the timed run). simpo's
+defaults throughout (packed pairs with shared prompts, chunked response log-probs):
 `simpo` (loss_type simpo), `dpo-precomputed` (loss_type dpo: one no-grad reference pass over the
 training pairs before the first step, then no reference model), `dpo-live` (loss_type dpo,
 `precompute_ref_logps: false`: a frozen copy of the initial policy runs on every batch).
@@ -38,7 +39,7 @@ METHODS = {
 }
 
 
-def worker(method: str, dtype: str, steps: int) -> dict:
+def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
     from transformers import AutoTokenizer
 
     import simpo.trainer
@@ -75,18 +76,32 @@ def worker(method: str, dtype: str, steps: int) -> dict:
 
     simpo.trainer.with_reference_logps = timed_precompute
     timer = StepTimer()
-    with PeakMemory() as memory:
+
+    def train():
         model = build_model("smollm2", None)
         trainer = simpo.trainer.SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=data,
                                              callbacks=[timer.callback])
         trainer.train()
+
+    if measure == "memory":
+        with PeakMemory() as memory:
+            train()
+        return {"peak_mb": memory.mb}
+    train()
     return {"method": method, "dtype": dtype, "steps": steps, "step_seconds": statistics.median(timer.steps),
-            "peak_mb": memory.mb, "precompute_seconds": sum(reference_seconds) if reference_seconds else None}
+            "precompute_seconds": sum(reference_seconds) if reference_seconds else None}
 
 
 def run_worker(method: str, dtype: str, steps: int) -> dict:
+    """A timed run and a peak-memory run, each in a fresh process (the sampler would slow the timed run)."""
+    timed = _run_worker(method, dtype, steps, "time")
+    return timed if "failed" in timed else {**timed, **_run_worker(method, dtype, steps, "memory")}
+
+
+def _run_worker(method: str, dtype: str, steps: int, measure: str) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [sys.executable, __file__, "--worker", method, "--dtype", dtype, "--steps", str(steps), "--out", out.name]
+        command = [sys.executable, __file__, "--worker", method, "--dtype", dtype, "--steps", str(steps), "--measure", measure,
+                   "--out", out.name]
         result = subprocess.run(command, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"), capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
@@ -116,9 +131,10 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("time", "memory"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.worker:
-        Path(options.out).write_text(json.dumps(worker(options.worker, options.dtype, options.steps)))
+        Path(options.out).write_text(json.dumps(worker(options.worker, options.dtype, options.steps, options.measure)))
         return
     results = []
     for method in options.methods.split(","):

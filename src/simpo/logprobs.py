@@ -3,9 +3,11 @@
 Only positions whose next token is a response token are projected onto the vocabulary. With
 `chunk_size > 0` the model body runs to its final hidden states (its own head sees no position),
 and the head, the final logit soft-cap (Gemma-2), the log-softmax and the gather run over chunks of
-`chunk_size` tokens, each recomputed in the backward pass: the extra memory is about one chunk
-times the vocabulary instead of every response token times the vocabulary. With `chunk_size == 0`
-the model's own head projects the response positions (`logits_to_keep` with a boolean mask).
+`chunk_size` tokens, recomputed in the backward pass (for a plain linear head by `_LinearHeadLogps`,
+whose gradient is written out; for any other head module by checkpointing it): the extra memory is
+about one chunk times the vocabulary instead of every response token times the vocabulary. With
+`chunk_size == 0` the model's own head projects the response positions (`logits_to_keep` with a
+boolean mask).
 
 Batches come in any layout of `data.collate` (padded, packed, shared prompt); each names the
 positions to score (`logit_index`, flat over rows x width), their targets and their sequences.
