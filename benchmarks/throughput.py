@@ -181,10 +181,12 @@ def worker(options) -> dict:
         # TRL's own defaults turn checkpointing on; both trainers get the same setting here.
         args = CPOConfig(loss_type="simpo", cpo_alpha=0.0, beta=BETA, simpo_gamma=BETA * GAMMA_BETA_RATIO, max_length=max_length,
                          gradient_checkpointing=checkpointing, **common)
-        trainer = CPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer.callback])
-        data = trainer.train_dataset
-        pairs = [(len(r["prompt_input_ids"]), len(r["chosen_input_ids"]) - len(r["prompt_input_ids"]),
-                  len(r["rejected_input_ids"]) - len(r["prompt_input_ids"])) for r in data]
+        # Shuffled as simpo's data set is (its mixer shuffles with seed 42), so both see the same batches in the same order.
+        data = Dataset.from_list(rows).shuffle(seed=42)
+        trainer = CPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[timer.callback])
+
+        def lengths(r):
+            return len(r["prompt_input_ids"]), len(r["chosen_input_ids"]) - len(r["prompt_input_ids"]), len(r["rejected_input_ids"]) - len(r["prompt_input_ids"])
     else:
         from simpo.config import build_recipe
         from simpo.data.dataset import build_pair_datasets
@@ -202,24 +204,38 @@ def worker(options) -> dict:
         encoder = PairEncoder(tokenizer, max_length, max_length - 1)
         data, _ = build_pair_datasets(recipe.data, encoder)
         trainer = SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=data, callbacks=[timer.callback])
-        pairs = [(len(r["prompt_ids"]), len(r["chosen_ids"]), len(r["rejected_ids"])) for r in data]
+
+        def lengths(r):
+            return len(r["prompt_ids"]), len(r["chosen_ids"]), len(r["rejected_ids"])
+
     if options.measure == "memory":
         with PeakMemory() as memory:
             trainer.train()
         return {"peak_mb": memory.mb}
+    config = model.config
+    attention_width = config.num_attention_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
+    shared = options.framework == "simpo" and trainer.data_collator.share_prompt
+    batches = []  # per batch, in the order the data loader builds them: (the pairs' tokens, FLOPs)
+
+    def count(features):
+        pairs = [lengths(f) for f in features]
+        # FLOPs of the work each trainer does: a shared prompt goes through the body once.
+        body_tokens = sum((1 if shared else 2) * p + c + r for p, c, r in pairs)
+        flops = (6 * body_parameters(model) * body_tokens + 6 * config.hidden_size * config.vocab_size * sum(c + r for _, c, r in pairs)
+                 + 6 * config.num_hidden_layers * attention_width * sum((p + c) ** 2 + (p + r) ** 2 for p, c, r in pairs))
+        batches.append((sum(2 * p + c + r for p, c, r in pairs), flops))  # tokens/s counts the pairs' tokens, for every trainer
+        return collate(features)
+
+    collate, trainer.data_collator = trainer.data_collator, count
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    config = model.config
-    attention_width = config.num_attention_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
-    tokens = sum(2 * p + c + r for p, c, r in pairs)  # the pairs' tokens: what tokens/s counts, for every trainer
-    # FLOPs of the work each trainer does: a shared prompt goes through the body once.
-    shared = options.framework == "simpo" and trainer.data_collator.share_prompt
-    body_tokens = sum((1 if shared else 2) * p + c + r for p, c, r in pairs)
-    flops = (6 * body_parameters(model) * body_tokens + 6 * config.hidden_size * config.vocab_size * sum(c + r for _, c, r in pairs)
-             + 6 * config.num_hidden_layers * attention_width * sum((p + c) ** 2 + (p + r) ** 2 for p, c, r in pairs))
-    return {"framework": options.framework, "dtype": options.dtype, "steps": steps, "tokens": tokens, "seconds": seconds,
-            "step_seconds": statistics.median(timer.steps), "flops": flops}
+    batches = batches[: len(timer.steps)]  # (the data loader may build one batch ahead)
+    # After the first step, which pays one-off costs (the optimizer state's first touch, kernel set-up).
+    after_first = sum(timer.steps[1:])
+    return {"framework": options.framework, "dtype": options.dtype, "steps": steps, "seconds": seconds, "after_first_seconds": after_first,
+            "tokens": sum(t for t, _ in batches), "after_first_tokens": sum(t for t, _ in batches[1:]),
+            "after_first_flops": sum(f for _, f in batches[1:]), "step_seconds": statistics.median(timer.steps)}
 
 
 def run_worker(model: str, framework: str, dtype: str, extra: list[str], memory_limit_gb: float | None) -> dict:
@@ -250,20 +266,23 @@ def _run_worker(model: str, framework: str, dtype: str, extra: list[str], memory
 
 
 def table(results: list[dict], peaks: dict[str, float]) -> str:
-    lines = ["| dtype | trainer | tokens/s | s/step | peak memory (MB) | MFU | tokens/s vs TRL | memory vs TRL |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| dtype | trainer | tokens/s | s/step | peak memory (MB) | MFU | tokens/s vs TRL | memory vs TRL | whole run: tokens/s, vs TRL |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for dtype in dict.fromkeys(r["dtype"] for r in results):
         rows = [r for r in results if r["dtype"] == dtype]
         trl = next((r for r in rows if r["framework"] == "trl" and "failed" not in r), None)
         for r in rows:
             if "failed" in r:
-                lines.append(f"| {dtype} | {r['framework']} | failed: {r['failed']} | | | | | |")
+                lines.append(f"| {dtype} | {r['framework']} | failed: {r['failed']} | | | | | | |")
                 continue
-            rate = r["tokens"] / r["seconds"]
-            mfu = r["flops"] / r["seconds"] / peaks[dtype]
-            speed = f"{rate / (trl['tokens'] / trl['seconds']):.2f}x" if trl else "TRL failed"
+            rate = r["after_first_tokens"] / r["after_first_seconds"]
+            whole = r["tokens"] / r["seconds"]
+            mfu = r["after_first_flops"] / r["after_first_seconds"] / peaks[dtype]
+            speed = f"{rate / (trl['after_first_tokens'] / trl['after_first_seconds']):.2f}x" if trl else "TRL failed"
+            whole_speed = f"{whole / (trl['tokens'] / trl['seconds']):.2f}x" if trl else "TRL failed"
             memory = f"{r['peak_mb'] / trl['peak_mb']:.2f}x" if trl else "TRL failed"
-            lines.append(f"| {dtype} | {r['framework']} | {rate:,.0f} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {mfu:.1%} | {speed} | {memory} |")
+            lines.append(f"| {dtype} | {r['framework']} | {rate:,.0f} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {mfu:.1%} | {speed} | {memory} "
+                         f"| {whole:,.0f}, {whole_speed} |")
     return "\n".join(lines)
 
 
