@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -230,7 +231,7 @@ def train(options) -> dict:
         "device": torch.cuda.get_device_name() if device() == "cuda" else "cpu",
         "param_dtype": str(next(model.parameters()).dtype), "attn": model.config._attn_implementation,
         "padding_free": collator.padding_free, "share_prompt": collator.share_prompt, "chunk": options.chunk,
-        "steps": len(losses), "train_seconds": seconds, "all_finite": all(x == x and abs(x) != float("inf") for x in losses),
+        "steps": len(losses), "train_seconds": seconds, "all_finite": all(math.isfinite(x) for x in losses),
         "loss_first5_mean": first, "loss_last5_mean": last, "decreasing": last < first,
         "eval_loss_before": before.get("eval_loss"), "eval_loss_after": after.get("eval_loss"),
         "eval_before": before, "eval_after": after,
