@@ -195,3 +195,15 @@ def test_chunked_head_under_bf16_autocast(kind, tiny_model_dir):
     assert head.grad.dtype == torch.float32
     for name, grad in reference_grads.items():
         assert (got[name] - grad).abs().max() <= 0.1 * grad.abs().max(), name
+
+
+def test_shared_row_with_the_longer_response_second_is_refused(tiny_model_dir):
+    """The second response's causal mask is cut from the first's block, so it must not be longer."""
+    model = load(tiny_model_dir("llama"))
+    use_per_sequence_attention(model)
+    ids = torch.arange(10, 19).unsqueeze(0)
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 3, 4, 5, 6]])  # prompt 3, responses of 2 then 4 tokens
+    with pytest.raises(ValueError, match="pair at token 0 has its longer response second"):
+        model(input_ids=ids, position_ids=position_ids, use_cache=False)
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 3, 4]])  # 4 then 2: accepted
+    assert model(input_ids=ids, position_ids=position_ids, use_cache=False).logits.shape == (1, 9, model.config.vocab_size)

@@ -29,12 +29,12 @@ def _original(module, name: str):
     return AttentionInterface._global_mapping[name]
 
 
-def _layout(position_ids: torch.Tensor | None) -> list[tuple[int, int | None, int]] | None:
-    """(start, split, end) per sequence of a single packed row, or None for an ordinary batch.
+def _layout(position_ids: torch.Tensor | None) -> list[tuple[int, int | None, int, int]] | None:
+    """(start, split, prompt, end) per sequence of a single packed row, or None for an ordinary batch.
 
     A sequence starts where the position is 0. `split` is where a second response that shares the
-    sequence's prompt begins (the position drops back to the prompt's length; see `data.collate`),
-    None when there is none.
+    sequence's first `prompt` tokens begins (the position drops back to the prompt's length; see
+    `data.collate`); None (and prompt 0) when there is none.
     """
     if position_ids is None or position_ids.shape[0] != 1:
         return None
@@ -43,11 +43,11 @@ def _layout(position_ids: torch.Tensor | None) -> list[tuple[int, int | None, in
     if len(breaks) == 1:
         return None
     layout = []
-    for start, end in zip(breaks, breaks[1:] + [positions.shape[0]]):
-        if positions[start] == 0 or not layout:
-            layout.append((start, None, end))
+    for start, end, first in zip(breaks, breaks[1:] + [positions.shape[0]], positions[breaks].tolist()):
+        if first == 0 or not layout:
+            layout.append((start, None, 0, end))
         else:
-            layout[-1] = (layout[-1][0], start, end)
+            layout[-1] = (layout[-1][0], start, first, end)
     return layout
 
 
@@ -69,14 +69,13 @@ def _per_sequence(name: str):
             return out
 
         outputs = []
-        for start, split, end in layout:
+        for start, split, prompt, end in layout:
             if split is None:
                 outputs.append(run(slice(start, end), end - start, start))
                 continue
             # Prompt and first response as one sequence; then the prompt again with the second
             # response, whose output rows are kept. The second is the shorter, so its causal mask
             # is a corner of the first's block.
-            prompt = int(kwargs["position_ids"][0, split])
             if prompt + end - split > split - start:
                 raise ValueError(f"packed row: the pair at token {start} has its longer response second; data.collate puts it first")
             outputs.append(run(slice(start, split), split - start, start))
