@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import SETTINGS, PeakMemory, StepTimer, build_model, device, tokenizer_dir  # noqa: E402
+from throughput import SETTINGS, PeakMemory, StepTimer, build_model, device, timed_then_sampled, tokenizer_dir  # noqa: E402
 
 METHODS = {
     "simpo": {"loss_type": "simpo", "beta": 2.5, "gamma_beta_ratio": 0.5},
@@ -92,13 +92,7 @@ def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
             "precompute_seconds": sum(reference_seconds) if reference_seconds else None}
 
 
-def run_worker(method: str, dtype: str, steps: int) -> dict:
-    """A timed run and a peak-memory run, each in a fresh process (the sampler would slow the timed run)."""
-    timed = _run_worker(method, dtype, steps, "time")
-    return timed if "failed" in timed else {**timed, **_run_worker(method, dtype, steps, "memory")}
-
-
-def _run_worker(method: str, dtype: str, steps: int, measure: str) -> dict:
+def run_worker(method: str, dtype: str, steps: int, measure: str) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [sys.executable, __file__, "--worker", method, "--dtype", dtype, "--steps", str(steps), "--measure", measure,
                    "--out", out.name]
@@ -138,7 +132,7 @@ def main() -> None:
         return
     results = []
     for method in options.methods.split(","):
-        results.append(run_worker(method, options.dtype, options.steps))
+        results.append(timed_then_sampled(lambda measure: run_worker(method, options.dtype, options.steps, measure)))
         print(json.dumps(results[-1]), flush=True)
     where = torch.cuda.get_device_name() if device() == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\nSmolLM2-135M-Instruct, {options.dtype}, 2 pairs a step, {options.steps} steps, on {where}")

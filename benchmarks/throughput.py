@@ -238,14 +238,15 @@ def worker(options) -> dict:
             "after_first_flops": sum(f for _, f in batches[1:]), "step_seconds": statistics.median(timer.steps)}
 
 
+def timed_then_sampled(run) -> dict:
+    """`run(measure)`, each a fresh process: once timed, then once with the peak-memory sampler
+    (whose lock on the allocator, every millisecond, would slow the timed run by a third)."""
+    timed = run("time")
+    return timed if "failed" in timed else {**timed, **run("memory")}
+
+
 def run_worker(model: str, framework: str, dtype: str, extra: list[str], memory_limit_gb: float | None) -> dict:
-    """Two runs in fresh processes: one timed, one with the peak-memory sampler (whose lock on the
-    allocator, every millisecond, would slow the timed run by a third)."""
-    timed = _run_worker(model, framework, dtype, extra + ["--measure", "time"], memory_limit_gb)
-    if "failed" in timed:
-        return timed
-    sampled = _run_worker(model, framework, dtype, extra + ["--measure", "memory"], memory_limit_gb)
-    return {**timed, **sampled}
+    return timed_then_sampled(lambda measure: _run_worker(model, framework, dtype, extra + ["--measure", measure], memory_limit_gb))
 
 
 def _run_worker(model: str, framework: str, dtype: str, extra: list[str], memory_limit_gb: float | None) -> dict:

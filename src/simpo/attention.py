@@ -29,6 +29,9 @@ def _original(module, name: str):
     return AttentionInterface._global_mapping[name]
 
 
+_last_layout: list = [None, None]  # the last row read, held so that its identity is not reused
+
+
 def _layout(position_ids: torch.Tensor | None) -> list[tuple[int, int | None, int, int]] | None:
     """(start, split, prompt, end) per sequence of a single packed row, or None for an ordinary batch.
 
@@ -38,6 +41,8 @@ def _layout(position_ids: torch.Tensor | None) -> list[tuple[int, int | None, in
     """
     if position_ids is None or position_ids.shape[0] != 1:
         return None
+    if position_ids is _last_layout[0]:  # every layer of a forward reads the same position ids
+        return _last_layout[1]
     positions = position_ids[0]
     breaks = [0] + ((positions[1:] - positions[:-1]) != 1).nonzero().flatten().add(1).tolist()
     if len(breaks) == 1:
@@ -48,6 +53,7 @@ def _layout(position_ids: torch.Tensor | None) -> list[tuple[int, int | None, in
             layout.append((start, None, 0, end))
         else:
             layout[-1] = (layout[-1][0], start, first, end)
+    _last_layout[:] = [position_ids, layout]
     return layout
 
 

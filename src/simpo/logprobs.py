@@ -20,9 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 
 def _chunk_logps(head, softcap: float | None, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = head(hidden)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
+    logits = _softcap(head(hidden), softcap)[0]
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
@@ -83,10 +81,14 @@ class _LinearHeadLogps(torch.autograd.Function):
 
 def _capped_logits(hidden, weight, softcap):
     """fp32 logits of a chunk, soft-capped when the model caps them, and the tanh for the gradient."""
-    logits = (hidden @ weight.t()).float()
+    return _softcap((hidden @ weight.t()).float(), softcap)
+
+
+def _softcap(logits, softcap):
+    """Gemma-2's final logit soft-cap, `softcap * tanh(logits / softcap)`, and the tanh (None: no cap)."""
     if not softcap:
         return logits, None
-    tanh = torch.tanh(logits.div_(softcap))
+    tanh = torch.tanh(logits / softcap)
     return tanh * softcap, tanh
 
 

@@ -37,19 +37,19 @@ class PairCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         pairs = [(list(f["prompt_ids"]), list(f["chosen_ids"]), list(f["rejected_ids"])) for f in features]
+        sequences = [(pair[0], pair[side]) for side in (1, 2) for pair in pairs]  # (prompt, response), chosen then rejected
         if self.padding_free and self.share_prompt:
             batch, positions = self._shared(pairs)
         elif self.padding_free:
-            batch, positions = self._packed(pairs)
+            batch, positions = self._packed([prompt + response for prompt, response in sequences])
         else:
-            batch, positions = self._padded(pairs)
-        batch.update(_targets([(pair[0], pair[side]) for side in (1, 2) for pair in pairs], positions))
+            batch, positions = self._padded([prompt + response for prompt, response in sequences])
+        batch.update(_targets(sequences, positions))
         if REF_COLUMNS[0] in features[0]:
             batch["ref_logps"] = torch.tensor([feature[column] for column in REF_COLUMNS for feature in features], dtype=torch.float32)
         return batch
 
-    def _padded(self, pairs):
-        sequences = [pair[0] + pair[side] for side in (1, 2) for pair in pairs]
+    def _padded(self, sequences):
         width = max(len(ids) for ids in sequences)
         input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -59,11 +59,12 @@ class PairCollator:
         positions = [row * width + torch.arange(len(ids)) for row, ids in enumerate(sequences)]
         return {"input_ids": input_ids, "attention_mask": attention_mask}, positions
 
-    def _packed(self, pairs):
-        sequences = [pair[0] + pair[side] for side in (1, 2) for pair in pairs]
-        lengths = torch.tensor([len(ids) for ids in sequences])
-        starts = (torch.cumsum(lengths, 0) - lengths).tolist()
-        positions = [start + torch.arange(len(ids)) for start, ids in zip(starts, sequences)]
+    @staticmethod
+    def _packed(sequences):
+        positions, start = [], 0
+        for ids in sequences:
+            positions.append(torch.arange(start, start + len(ids)))
+            start += len(ids)
         batch = {
             "input_ids": torch.tensor([token for ids in sequences for token in ids]).unsqueeze(0),
             "position_ids": torch.cat([torch.arange(len(ids)) for ids in sequences]).unsqueeze(0),
