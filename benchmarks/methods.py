@@ -5,7 +5,8 @@
 
 Each method runs twice, each time in a fresh process, on the same UltraFeedback-shaped pairs, 2 per
 step: once timed and once for its peak memory (the sampler would slow the timed run). simpo's
-defaults throughout (packed pairs with shared prompts, chunked response log-probs):
+defaults throughout (packed pairs with shared prompts, chunked response log-probs, glibc's
+allocator set as the simpo command sets it):
 `simpo` (loss_type simpo), `dpo-precomputed` (loss_type dpo: one no-grad reference pass over the
 training pairs before the first step, then no reference model), `dpo-live` (loss_type dpo,
 `precompute_ref_logps: false`: a frozen copy of the initial policy runs on every batch).
@@ -43,11 +44,13 @@ def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
     from transformers import AutoTokenizer
 
     import simpo.trainer
+    from simpo.allocator import keep_freed_memory
     from simpo.config import build_recipe
     from simpo.data.dataset import build_pair_datasets
     from simpo.data.encode import PairEncoder
     from ufshape import uf_shaped_rows
 
+    keep_freed_memory()  # as the simpo command does
     max_length, prompt_median, response_median, prompt_cap, response_cap, _, checkpointing = SETTINGS["smollm2"]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir())
     rows = uf_shaped_rows(tokenizer, 2 * steps, seed=0, prompt_median=prompt_median, response_median=response_median,

@@ -6,8 +6,9 @@
 Each trainer runs on the same pairs, 2 per step, twice, each time in a fresh process: once timed
 and once for its peak memory (the sampler would slow the timed run). Trainers: `simpo` (defaults:
 packed pairs with shared prompts, chunked response log-probs), `simpo-padded` (packing and chunking
-off) and `trl` (`CPOTrainer`, `loss_type="simpo"`, `cpo_alpha=0`, `simpo_gamma = beta *
-gamma_beta_ratio`). Reported: the pairs' tokens (prompt counted with each response, no padding)
+off), both with glibc's allocator set as `simpo` sets it (`simpo.allocator`), `trl` (`CPOTrainer`,
+`loss_type="simpo"`, `cpo_alpha=0`, `simpo_gamma = beta * gamma_beta_ratio`, the allocator as it
+comes) and `trl-kept-memory` (TRL with simpo's allocator setting). Reported: the pairs' tokens (prompt counted with each response, no padding)
 per second of training, seconds per step (median), peak memory during training (live heap on the
 CPU, allocated on a GPU; the weights included), and model FLOPs utilisation: the FLOPs of the work
 each trainer does (6 x body parameters x tokens through the body, a shared prompt once; 6 x hidden
@@ -175,7 +176,11 @@ def worker(options) -> dict:
         use_cpu=device() == "cpu", seed=0,
     )
     timer = StepTimer()
-    if options.framework == "trl":
+    if options.framework != "trl":
+        from simpo.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    if options.framework.startswith("trl"):
         from trl.experimental.cpo import CPOConfig, CPOTrainer
 
         # TRL's own defaults turn checkpointing on; both trainers get the same setting here.
@@ -267,23 +272,29 @@ def _run_worker(model: str, framework: str, dtype: str, extra: list[str], memory
 
 
 def table(results: list[dict], peaks: dict[str, float]) -> str:
-    lines = ["| dtype | trainer | tokens/s | s/step | peak memory (MB) | MFU | tokens/s vs TRL | memory vs TRL | whole run: tokens/s, vs TRL |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dtype | trainer | tokens/s | s/step | peak memory (MB) | MFU | tokens/s vs TRL | vs TRL, same allocator | memory vs TRL "
+             "| whole run: tokens/s, vs TRL |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def rate(r):
+        return r["after_first_tokens"] / r["after_first_seconds"]
+
     for dtype in dict.fromkeys(r["dtype"] for r in results):
         rows = [r for r in results if r["dtype"] == dtype]
-        trl = next((r for r in rows if r["framework"] == "trl" and "failed" not in r), None)
+        peers = {name: next((r for r in rows if r["framework"] == name and "failed" not in r), None) for name in ("trl", "trl-kept-memory")}
+        trl, kept = peers["trl"], peers["trl-kept-memory"]
         for r in rows:
             if "failed" in r:
-                lines.append(f"| {dtype} | {r['framework']} | failed: {r['failed']} | | | | | | |")
+                lines.append(f"| {dtype} | {r['framework']} | failed: {r['failed']} | | | | | | | |")
                 continue
-            rate = r["after_first_tokens"] / r["after_first_seconds"]
             whole = r["tokens"] / r["seconds"]
             mfu = r["after_first_flops"] / r["after_first_seconds"] / peaks[dtype]
-            speed = f"{rate / (trl['after_first_tokens'] / trl['after_first_seconds']):.2f}x" if trl else "TRL failed"
+            speed = f"{rate(r) / rate(trl):.2f}x" if trl else "TRL failed"
+            same_allocator = f"{rate(r) / rate(kept):.2f}x" if kept else "-"
             whole_speed = f"{whole / (trl['tokens'] / trl['seconds']):.2f}x" if trl else "TRL failed"
             memory = f"{r['peak_mb'] / trl['peak_mb']:.2f}x" if trl else "TRL failed"
-            lines.append(f"| {dtype} | {r['framework']} | {rate:,.0f} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {mfu:.1%} | {speed} | {memory} "
-                         f"| {whole:,.0f}, {whole_speed} |")
+            lines.append(f"| {dtype} | {r['framework']} | {rate(r):,.0f} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {mfu:.1%} | {speed} "
+                         f"| {same_allocator} | {memory} | {whole:,.0f}, {whole_speed} |")
     return "\n".join(lines)
 
 
@@ -291,7 +302,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(SETTINGS))
     parser.add_argument("--dtypes", default="fp32,bf16")
-    parser.add_argument("--trainers", default="simpo,simpo-padded,trl")
+    parser.add_argument("--trainers", default="simpo,simpo-padded,trl,trl-kept-memory")
     parser.add_argument("--steps", type=int, default=0, help="optimizer steps per trainer (0: the model's default)")
     parser.add_argument("--model-dir", default=None, help="SmolLM2 folder (random weights when it holds only a config)")
     parser.add_argument("--memory-limit-gb", type=float, default=20.0, help="address-space cap per CPU worker")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from .allocator import keep_freed_memory
 from .config import RecipeError, load_recipe
 from .data.rows import DataError
 
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    keep_freed_memory()  # before the stage allocates anything large
     try:
         STAGES[argv[0]](argv[1:])
     except (RecipeError, DataError) as err:

@@ -103,6 +103,12 @@ class SimPOTrainer(Trainer):
                 ref_sums, _ = response_logps(self.ref_model, inputs, chunk, self.accelerator.unwrap_model(self.ref_model))
         return preference_loss(self.args, PairLogps.split(sums, counts, ref_sums))
 
+    def compute_loss_context_manager(self):
+        # Accelerate puts mixed precision's autocast on the model's forward alone, and the chunked
+        # output head runs after that forward: without this, its matmuls would run in fp32 under
+        # `bf16: true`. (A no-op without mixed precision, and under DeepSpeed, whose weights are bf16.)
+        return self.accelerator.autocast()
+
     def _store(self, metrics: dict[str, torch.Tensor], split: str) -> None:
         gather = self.accelerator.gather_for_metrics if split == "eval" else self.accelerator.gather
         for key, values in metrics.items():
