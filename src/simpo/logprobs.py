@@ -30,15 +30,12 @@ class _LinearHeadLogps(torch.autograd.Function):
     """log_softmax(cap(hidden @ weight.T))[target] per token, without the [tokens, vocab] logits.
 
     The output head's gradient written out. Forward runs over chunks of `chunk_size` tokens and
-    keeps the picked log-probs, the picked logits and each token's log-normalizer. The gradient of
-    logp_t with respect to the logits is onehot(t) - softmax, times the soft-cap's derivative
-    1 - tanh^2. Backward recomputes the softmax in blocks of the vocabulary (as many logits per
-    block as a forward chunk) and writes that block's rows of the weight gradient in one matmul over
-    all tokens, the upstream gradient folded into the hidden states beforehand and into the hidden
-    gradient afterwards (a [tokens, dim] scaling, not one of [tokens, vocab]); the one-hot part is
-    a gather and an index_add of one row per token. Nothing of the weight's size is summed or
-    converted more than once. Matmuls run in the autocast dtype when autocast is on (the weight
-    cast once per pass); the log-softmax and the softmax run in fp32.
+    keeps the picked log-probs and each token's log-normalizer. Backward recomputes the logits in
+    blocks of the vocabulary (the same number of logits per block as a forward chunk), turns each
+    block in place into upstream * (onehot(target) - softmax), times the soft-cap's derivative
+    1 - tanh^2, and writes that block's rows of the weight gradient in one matmul over all tokens:
+    nothing of the weight's size is summed or converted more than once. Matmuls run in the autocast
+    dtype when autocast is on (the weight cast once per pass), the softmax in fp32.
     """
 
     @staticmethod
@@ -48,57 +45,51 @@ class _LinearHeadLogps(torch.autograd.Function):
         ctx.hidden_dtype, ctx.weight_dtype, ctx.softcap, ctx.chunk_size = hidden.dtype, weight.dtype, softcap, chunk_size
         hidden = hidden.to(dtype)
         logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        picked_logits = torch.empty_like(logps)
+        normalizers = torch.empty_like(logps)
         for start in range(0, hidden.shape[0], chunk_size):
-            chunk = slice(start, start + chunk_size)
-            logits = _capped_logits(hidden[chunk], cast, softcap)[0]
-            picked = targets[chunk].unsqueeze(-1)
-            logps[chunk] = torch.log_softmax(logits, dim=-1, dtype=torch.float32).gather(-1, picked).squeeze(-1)
-            picked_logits[chunk] = logits.gather(-1, picked).squeeze(-1)
-        ctx.save_for_backward(hidden, cast, targets, picked_logits - logps, picked_logits)
+            logits = _capped_logits(hidden[start : start + chunk_size], cast, softcap)[0]
+            picked = targets[start : start + chunk_size].unsqueeze(-1)
+            logps[start : start + chunk_size] = torch.log_softmax(logits, dim=-1).gather(-1, picked).squeeze(-1)
+            normalizers[start : start + chunk_size] = logits.gather(-1, picked).squeeze(-1) - logps[start : start + chunk_size]
+        ctx.save_for_backward(hidden, cast, targets, normalizers)
         return logps
 
     @staticmethod
     def backward(ctx, grad_logps):
-        hidden, cast, targets, normalizers, picked_logits = ctx.saved_tensors
+        hidden, cast, targets, normalizers = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         tokens, vocab = hidden.shape[0], cast.shape[0]
         block = max(1, ctx.chunk_size * vocab // max(tokens, 1))
-        upstream = grad_logps.float().unsqueeze(-1)
-        # The one-hot part's weight per token: upstream, times 1 - tanh^2 at the target under a cap.
-        target_slope = upstream if not ctx.softcap else upstream * (1 - (picked_logits.unsqueeze(-1) / ctx.softcap) ** 2)
-        softmax_weight = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if need_hidden else None
-        scaled_hidden = (hidden * -upstream).to(cast.dtype) if need_weight else None
+        upstream = grad_logps.float()
+        grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if need_hidden else None
         grad_weight = torch.empty(cast.shape, dtype=ctx.weight_dtype, device=cast.device) if need_weight else None
+        rows = torch.arange(tokens, device=hidden.device)
         for low in range(0, vocab, block):
             weight = cast[low : low + block]
             logits, tanh = _capped_logits(hidden, weight, ctx.softcap)
-            probs = torch.sub(logits, normalizers.unsqueeze(-1)).exp_()  # fp32 softmax of the block
+            grad = logits.sub_(normalizers.unsqueeze(-1)).exp_().mul_(-upstream.unsqueeze(-1))  # -upstream * softmax
+            inside = (targets >= low) & (targets < low + weight.shape[0])
+            grad[rows[inside], targets[inside] - low] += upstream[inside]
             if tanh is not None:
-                probs.mul_(tanh.square_().neg_().add_(1))
-            probs = probs.to(cast.dtype)
+                grad.mul_(1 - tanh * tanh)
+            grad = grad.to(cast.dtype)
             if need_hidden:
-                softmax_weight += probs @ weight
+                grad_hidden += grad @ weight
             if need_weight:
-                grad_weight[low : low + block] = probs.t() @ scaled_hidden
-        grad_hidden = None
-        if need_hidden:
-            grad_hidden = (softmax_weight.mul_(-upstream) + target_slope * cast[targets].float()).to(ctx.hidden_dtype)
-        if need_weight:
-            grad_weight.index_add_(0, targets, (target_slope * hidden.float()).to(grad_weight.dtype))
-        return grad_hidden, grad_weight, None, None, None
+                grad_weight[low : low + block] = grad.t() @ hidden
+        return None if grad_hidden is None else grad_hidden.to(ctx.hidden_dtype), grad_weight, None, None, None
 
 
 def _capped_logits(hidden, weight, softcap):
-    """A chunk's logits (fp32 when soft-capped), and the tanh for the gradient (None: no cap)."""
-    return _softcap(hidden @ weight.t(), softcap)
+    """fp32 logits of a chunk, soft-capped when the model caps them, and the tanh for the gradient."""
+    return _softcap((hidden @ weight.t()).float(), softcap)
 
 
 def _softcap(logits, softcap):
-    """Gemma-2's final logit soft-cap, `softcap * tanh(logits / softcap)` in fp32, and the tanh (None: no cap)."""
+    """Gemma-2's final logit soft-cap, `softcap * tanh(logits / softcap)`, and the tanh (None: no cap)."""
     if not softcap:
         return logits, None
-    tanh = torch.tanh(logits.float() / softcap)
+    tanh = torch.tanh(logits / softcap)
     return tanh * softcap, tanh
 
 
