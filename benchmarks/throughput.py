@@ -8,13 +8,13 @@ and once for its peak memory (the sampler would slow the timed run). Trainers: `
 packed pairs with shared prompts, chunked response log-probs), `simpo-padded` (packing and chunking
 off), both with glibc's allocator set as `simpo` sets it (`simpo.allocator`), `trl` (`CPOTrainer`,
 `loss_type="simpo"`, `cpo_alpha=0`, `simpo_gamma = beta * gamma_beta_ratio`, the allocator as it
-comes) and `trl-kept-memory` (TRL with simpo's allocator setting). Reported: the pairs' tokens (prompt counted with each response, no padding)
-per second of training, seconds per step (median), peak memory during training (live heap on the
-CPU, allocated on a GPU; the weights included), and model FLOPs utilisation: the FLOPs of the work
-each trainer does (6 x body parameters x tokens through the body, a shared prompt once; 6 x hidden
-x vocab x response tokens; causal attention per sequence) per second, over the matmul rate torch
-reaches on this machine, measured here. TRL is installed only for benchmarks
-(`make bench`).
+comes) and `trl-kept-memory` (TRL with simpo's allocator setting). Reported: the pairs' tokens
+(prompt counted with each response, no padding) per second of training, seconds per step
+(median), peak memory during training (live heap on the CPU, allocated on a GPU; the weights
+included), and model FLOPs utilisation: the FLOPs of the work each trainer does (6 x body
+parameters x tokens through the body, a shared prompt once; 6 x hidden x vocab x response tokens;
+causal attention per sequence) per second, over the matmul rate torch reaches on this machine,
+measured here. TRL is installed only for benchmarks (`make bench`).
 """
 
 from __future__ import annotations
@@ -281,8 +281,7 @@ def table(results: list[dict], peaks: dict[str, float]) -> str:
 
     for dtype in dict.fromkeys(r["dtype"] for r in results):
         rows = [r for r in results if r["dtype"] == dtype]
-        peers = {name: next((r for r in rows if r["framework"] == name and "failed" not in r), None) for name in ("trl", "trl-kept-memory")}
-        trl, kept = peers["trl"], peers["trl-kept-memory"]
+        trl, kept = (next((r for r in rows if r["framework"] == name and "failed" not in r), None) for name in ("trl", "trl-kept-memory"))
         for r in rows:
             if "failed" in r:
                 lines.append(f"| {dtype} | {r['framework']} | failed: {r['failed']} | | | | | | | |")
