@@ -8,13 +8,14 @@ may be the last rows of its keys only: a shared prompt's second response, whose 
 prompt's and its own.
 
 Why: on the CPU, torch's flash-attention kernel for SDPA runs bf16 training at about a tenth of the
-bf16 matmul rate (measured: 19 to 23 ms forward and backward for one 700-token sequence of
-SmolLM2's 9 heads, against 7 to 9 ms here), and eager attention keeps every [heads, L, L]
-probability matrix for the backward pass. Here each block of queries is two batched matmuls and one fused softmax, against
-the keys up to the block's last position only (the causal half); the backward pass recomputes the
-block's probabilities instead of storing them, so the memory kept is that of q, k and v. Grouped
-query heads share their key-value head without being repeated: the G query heads of a key-value
-head are one [G * block, dim] matrix.
+bf16 matmul rate (measured: 21 ms forward and backward for one 700-token sequence of SmolLM2's 9
+heads, against 8.4 ms here with freed memory kept for reuse, as `allocator.py` sets it, and 13 to
+15 ms with glibc's default, whose fresh pages fault on first touch), and eager attention keeps
+every [heads, L, L] probability matrix for the backward pass. Here each block of queries is two
+batched matmuls and one fused softmax, against the keys up to the block's last position only (the
+causal half); the backward pass recomputes the block's probabilities instead of storing them, so
+the memory kept is that of q, k and v. Grouped query heads share their key-value head without
+being repeated: the G query heads of a key-value head are one [G * block, dim] matrix.
 
 Scores and probabilities are in the compute dtype (bf16 under autocast), as transformers' eager
 attention has them; the softmax accumulates in fp32.
@@ -46,12 +47,13 @@ def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else tensor.dtype
 
 
-def _blocks(q_len: int, k_len: int, window: int | None, dtype: torch.dtype, device: torch.device):
-    """(first query, end query, first key, end key, mask columns) per block of queries. The mask
+def _blocks(q_first: int, q_end: int, k_len: int, window: int | None, dtype: torch.dtype, device: torch.device):
+    """Per block of a sequence's queries (rows q_first..q_end of the packed row, the last of its
+    k_len keys): (its query rows, their count, its keys within the sequence, mask columns). The mask
     columns are (start, bias) pairs: an additive 0/-inf bias over the block's keys from `start`."""
-    offset = k_len - q_len  # the position of query 0
-    for first in range(0, q_len, BLOCK):
-        end = min(first + BLOCK, q_len)
+    offset = k_len - (q_end - q_first)  # the position of the sequence's first query
+    for first in range(0, q_end - q_first, BLOCK):
+        end = min(first + BLOCK, q_end - q_first)
         rows, key_end = end - first, offset + end
         key_start = 0 if window is None else max(0, offset + first - window + 1)
         masks = [(key_end - rows - key_start, _band(rows, rows, 1, True, dtype, device))]  # causal: key j > position i
@@ -60,7 +62,7 @@ def _blocks(q_len: int, k_len: int, window: int | None, dtype: torch.dtype, devi
             diagonal = offset + first - window - key_start
             width = min(rows + diagonal, key_end - key_start)
             masks.append((0, _band(rows, width, diagonal, False, dtype, device)))
-        yield first, end, key_start, key_end, masks
+        yield slice(q_first + first, q_first + end), rows, slice(key_start, key_end), masks
 
 
 @lru_cache(maxsize=64)
@@ -87,6 +89,16 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _mask_dtype(dtype: torch.dtype, softcap: float | None) -> torch.dtype:
+    """The scores' dtype, where the masks are added: fp32 (at least) after a soft-cap."""
+    return _accumulate_dtype(dtype) if softcap else dtype
+
+
+def _grouped(tensor: torch.Tensor, rows: slice) -> torch.Tensor:
+    """[kv_heads, groups, tokens, dim] rows -> [kv_heads, groups * rows, dim]: a key-value head's query heads as one matrix."""
+    return tensor[:, :, rows].reshape(tensor.shape[0], -1, tensor.shape[-1])
+
+
 def _rows(tensor: torch.Tensor, segments: list[tuple[int, int]]) -> torch.Tensor:
     """A sequence's rows (dim 1): a view of one segment, or the segments put together."""
     if len(segments) == 1:
@@ -107,18 +119,14 @@ class _BlockedAttention(torch.autograd.Function):
         dtype = compute_dtype(query)
         heads, tokens, dim = query.shape
         kv_heads = key.shape[0]
-        groups = heads // kv_heads
-        q = (query.to(dtype) * scaling).view(kv_heads, groups, tokens, dim)
+        q = (query.to(dtype) * scaling).view(kv_heads, heads // kv_heads, tokens, dim)
         k, v = key.to(dtype), value.to(dtype)
         out = torch.zeros_like(q)
-        mask_dtype = _accumulate_dtype(dtype) if softcap else dtype
         for (q_first, q_end), segments in sequences:
             k_seq, v_seq = _rows(k, segments), _rows(v, segments)
-            for first, end, key_start, key_end, masks in _blocks(q_end - q_first, k_seq.shape[1], window, mask_dtype, q.device):
-                rows = end - first
-                q_block = q[:, :, q_first + first : q_first + end].reshape(kv_heads, groups * rows, dim)
-                probs, _ = _probs(q_block, k_seq[:, key_start:key_end], masks, softcap, rows)
-                out[:, :, q_first + first : q_first + end] = torch.bmm(probs, v_seq[:, key_start:key_end]).view(kv_heads, groups, rows, dim)
+            for queries, rows, keys, masks in _blocks(q_first, q_end, k_seq.shape[1], window, _mask_dtype(dtype, softcap), q.device):
+                probs, _ = _probs(_grouped(q, queries), k_seq[:, keys], masks, softcap, rows)
+                out[:, :, queries] = torch.bmm(probs, v_seq[:, keys]).view(kv_heads, -1, rows, dim)
         ctx.save_for_backward(q, k, v)
         ctx.sequences, ctx.scaling, ctx.softcap, ctx.window = sequences, scaling, softcap, window
         ctx.dtypes = query.dtype, key.dtype, value.dtype
@@ -132,25 +140,21 @@ class _BlockedAttention(torch.autograd.Function):
         grad_q = torch.zeros_like(q)
         grad_k = torch.zeros(k.shape, dtype=_accumulate_dtype(k.dtype), device=k.device)
         grad_v = torch.zeros(v.shape, dtype=_accumulate_dtype(v.dtype), device=v.device)
-        mask_dtype = _accumulate_dtype(q.dtype) if ctx.softcap else q.dtype
         for (q_first, q_end), segments in ctx.sequences:
             k_seq, v_seq = _rows(k, segments), _rows(v, segments)
             # One segment: its gradient rows are written in place; several: gathered, then added.
             grad_k_seq, grad_v_seq = (_rows(grad_k, segments), _rows(grad_v, segments)) if len(segments) == 1 else (
                 torch.zeros(k_seq.shape, dtype=grad_k.dtype, device=k.device), torch.zeros(v_seq.shape, dtype=grad_v.dtype, device=v.device))
-            for first, end, key_start, key_end, masks in _blocks(q_end - q_first, k_seq.shape[1], ctx.window, mask_dtype, q.device):
-                rows, queries = end - first, slice(q_first + first, q_first + end)
-                q_block = q[:, :, queries].reshape(kv_heads, groups * rows, dim)
-                g_block = grad_out[:, :, queries].reshape(kv_heads, groups * rows, dim)
-                k_block, v_block = k_seq[:, key_start:key_end], v_seq[:, key_start:key_end]
-                probs, tanh = _probs(q_block, k_block, masks, ctx.softcap, rows)
-                grad_v_seq[:, key_start:key_end] += torch.bmm(probs.transpose(1, 2), g_block)
-                grad_probs = torch.bmm(g_block, v_block.transpose(1, 2))
+            for queries, rows, keys, masks in _blocks(q_first, q_end, k_seq.shape[1], ctx.window, _mask_dtype(q.dtype, ctx.softcap), q.device):
+                q_block, g_block = _grouped(q, queries), _grouped(grad_out, queries)
+                probs, tanh = _probs(q_block, k_seq[:, keys], masks, ctx.softcap, rows)
+                grad_v_seq[:, keys] += torch.bmm(probs.transpose(1, 2), g_block)
+                grad_probs = torch.bmm(g_block, v_seq[:, keys].transpose(1, 2))
                 grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
                 if tanh is not None:
                     grad_scores = (grad_scores.to(tanh.dtype) * (1 - tanh * tanh)).to(q.dtype)
-                grad_q[:, :, queries] = torch.bmm(grad_scores, k_block).view(kv_heads, groups, rows, dim)
-                grad_k_seq[:, key_start:key_end] += torch.bmm(grad_scores.transpose(1, 2), q_block)
+                grad_q[:, :, queries] = torch.bmm(grad_scores, k_seq[:, keys]).view(kv_heads, groups, rows, dim)
+                grad_k_seq[:, keys] += torch.bmm(grad_scores.transpose(1, 2), q_block)
             if len(segments) > 1:
                 _add_rows(grad_k, segments, grad_k_seq)
                 _add_rows(grad_v, segments, grad_v_seq)
