@@ -4,7 +4,7 @@
     python benchmarks/generation.py --dtype float32
 
 Both runs sample the same prompts (the bundled arithmetic prompts) with temperature 0.8, top_p 0.95
-and the same `max_new_tokens`, through `simpo.generate.TransformersBackend`; batch size 1 is a plain
+and the same `max_new_tokens`, through `simpo.generation.backends.TransformersBackend`; batch size 1 is a plain
 `model.generate` per prompt. Tokens are generated tokens up to and including the end-of-turn token.
 """
 
@@ -27,8 +27,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from simpo.data.bundled import make_prompts
-    from simpo.generate import PromptRenderer, TransformersBackend, prompt_messages
-    from simpo.models import bundled_model_dir
+    from simpo.generation.backends import TransformersBackend
+from simpo.generation.prompts import PromptRenderer, prompt_messages
+    from simpo.models.bundled import bundled_model_dir
 
     folder = bundled_model_dir("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(folder)

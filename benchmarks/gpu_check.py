@@ -35,7 +35,7 @@ def device() -> str:
 
 
 def tokenizer_folder() -> Path:
-    from simpo.models import cache_home
+    from simpo.models.bundled import cache_home
 
     return cache_home() / "models" / "smollm2-135m-instruct"
 
@@ -106,9 +106,9 @@ def max_rel_grad(got: dict, reference: dict) -> float:
 def correctness(options) -> list[dict]:
     from transformers import AutoTokenizer
 
-    from simpo.attention import use_per_sequence_attention
+    from simpo.ops.attention import use_per_sequence_attention
     from simpo.data.collate import PairCollator
-    from simpo.logprobs import response_logps
+    from simpo.ops.logprobs import response_logps
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -194,11 +194,11 @@ def summary_table(results: list[dict]) -> str:
 def train(options) -> dict:
     from transformers import AutoTokenizer
 
-    from simpo.config import build_recipe
+    from simpo.config.recipe import build_recipe
     from simpo.data.bundled import make_rows
     from simpo.data.dataset import build_pair_datasets
     from simpo.data.encode import PairEncoder
-    from simpo.trainer import SimPOTrainer
+    from simpo.training.trainer import SimPOTrainer
 
     folder = Path(tempfile.mkdtemp())
     for split, count, seed in (("train", options.train_rows or 4 * options.train_steps, 0), ("test", 16, 1)):

@@ -43,9 +43,9 @@ METHODS = {
 def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
     from transformers import AutoTokenizer
 
-    import simpo.trainer
-    from simpo.allocator import keep_freed_memory
-    from simpo.config import build_recipe
+    import simpo.training.trainer
+    from simpo.ops.allocator import keep_freed_memory
+    from simpo.config.recipe import build_recipe
     from simpo.data.dataset import build_pair_datasets
     from simpo.data.encode import PairEncoder
     from ufshape import uf_shaped_rows
@@ -69,7 +69,7 @@ def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
     data, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, max_length, max_length - 1))
 
     reference_seconds = []
-    precompute = simpo.trainer.with_reference_logps
+    precompute = simpo.training.trainer.with_reference_logps
 
     def timed_precompute(*args, **kwargs):
         start = time.perf_counter()
@@ -77,12 +77,12 @@ def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
         reference_seconds.append(time.perf_counter() - start)
         return result
 
-    simpo.trainer.with_reference_logps = timed_precompute
+    simpo.training.trainer.with_reference_logps = timed_precompute
     timer = StepTimer()
 
     def train():
         model = build_model("smollm2", None)
-        trainer = simpo.trainer.SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=data,
+        trainer = simpo.training.trainer.SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=data,
                                              callbacks=[timer.callback])
         trainer.train()
 

@@ -6,7 +6,7 @@
 Each trainer runs on the same pairs, 2 per step, twice, each time in a fresh process: once timed
 and once for its peak memory (the sampler would slow the timed run). Trainers: `simpo` (defaults:
 packed pairs with shared prompts, chunked response log-probs), `simpo-padded` (packing and chunking
-off), both with glibc's allocator set as `simpo` sets it (`simpo.allocator`), `trl` (`CPOTrainer`,
+off), both with glibc's allocator set as `simpo` sets it (`simpo.ops.allocator`), `trl` (`CPOTrainer`,
 `loss_type="simpo"`, `cpo_alpha=0`, `simpo_gamma = beta * gamma_beta_ratio`, the allocator as it
 comes) and `trl-kept-memory` (TRL with simpo's allocator setting). Reported: the pairs' tokens
 (prompt counted with each response, no padding) per second of training, seconds per step
@@ -65,7 +65,7 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
 
 
 def tokenizer_dir() -> Path:
-    from simpo.models import bundled_model_dir
+    from simpo.models.bundled import bundled_model_dir
 
     return bundled_model_dir("smollm2-135m-instruct")
 
@@ -177,7 +177,7 @@ def worker(options) -> dict:
     )
     timer = StepTimer()
     if options.framework != "trl":
-        from simpo.allocator import keep_freed_memory
+        from simpo.ops.allocator import keep_freed_memory
 
         keep_freed_memory()
     if options.framework.startswith("trl"):
@@ -193,10 +193,10 @@ def worker(options) -> dict:
         def lengths(r):
             return len(r["prompt_input_ids"]), len(r["chosen_input_ids"]) - len(r["prompt_input_ids"]), len(r["rejected_input_ids"]) - len(r["prompt_input_ids"])
     else:
-        from simpo.config import build_recipe
+        from simpo.config.recipe import build_recipe
         from simpo.data.dataset import build_pair_datasets
         from simpo.data.encode import PairEncoder
-        from simpo.trainer import SimPOTrainer
+        from simpo.training.trainer import SimPOTrainer
 
         data_file = Path(common["output_dir"]) / "pairs.jsonl"
         data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))

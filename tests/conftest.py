@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from simpo.data.bundled import make_rows
-from simpo.models import bundled_model_dir
+from simpo.models.bundled import bundled_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def train_tiny(folder: Path, recipe) -> list[dict]:
 
     from simpo.data.dataset import build_pair_datasets
     from simpo.data.encode import PairEncoder
-    from simpo.trainer import SimPOTrainer
+    from simpo.training.trainer import SimPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     train, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, 128, 64))

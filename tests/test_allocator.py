@@ -6,7 +6,7 @@ import sys
 
 SCRIPT = """
 import resource, sys, torch
-from simpo.allocator import keep_freed_memory
+from simpo.ops.allocator import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 
 def faults_of_one_tensor(megabytes):

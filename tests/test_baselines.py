@@ -11,15 +11,15 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import simpo.reference as reference
+import simpo.training.reference as reference
 from simpo.cli import main
-from simpo.config import build_recipe
+from simpo.config.recipe import build_recipe
 from simpo.data.bundled import make_rows
 from simpo.data.collate import PairCollator
 from simpo.data.dataset import build_pair_datasets
 from simpo.data.encode import PairEncoder
-from simpo.logprobs import response_logps
-from simpo.trainer import SimPOTrainer
+from simpo.ops.logprobs import response_logps
+from simpo.training.trainer import SimPOTrainer
 from conftest import train_tiny, write_jsonl
 
 

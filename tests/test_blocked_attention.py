@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from simpo.blocked_attention import BLOCK, blocked_attention
+from simpo.ops.blocked_attention import BLOCK, blocked_attention
 
 
 def written_out(query, key, value, scaling, softcap, window):

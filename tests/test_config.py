@@ -5,7 +5,8 @@ import json
 import pytest
 
 from simpo.cli import main
-from simpo.config import RecipeError, build_recipe, load_recipe, parse_overrides
+from simpo.errors import RecipeError
+from simpo.config.recipe import build_recipe, load_recipe, parse_overrides
 from conftest import REPO
 
 BASE = {"model_name_or_path": "smollm2-135m-instruct", "dataset_mixer": {"data/verifiable-prefs": 1.0}}

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from simpo.config import DataConfig
+from simpo.config.recipe import DataConfig
 from simpo.data.chat import stop_token_ids
 from simpo.data.collate import PairCollator
 from simpo.data.dataset import build_pair_datasets

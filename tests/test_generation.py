@@ -14,15 +14,17 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-from simpo.annotate import binarize_row
+from simpo.stages.binarize import binarize_row
 from simpo.cli import main
-from simpo.config import RecipeError
+from simpo.errors import RecipeError
 from simpo.data.bundled import make_prompts, make_rows
 from simpo.data.rows import read_pair
-from simpo.generate import PromptRenderer, TransformersBackend, prompt_messages
-from simpo.rewards import RewardModel, check_reward_model, constraints_met, numeric_answer
-from simpo.shards import read_stage
-from simpo.stages import load_pipeline
+from simpo.generation.backends import TransformersBackend
+from simpo.generation.prompts import PromptRenderer, prompt_messages
+from simpo.rewards.programmatic import constraints_met, numeric_answer
+from simpo.rewards.reward_model import RewardModel, check_reward_model
+from simpo.stages.shards import read_stage
+from simpo.config.pipeline import load_pipeline
 from conftest import REPO, write_jsonl
 
 
@@ -103,7 +105,7 @@ def test_generate_reproduces_with_seeds_and_refuses_changed_settings(tiny_model_
     assert len({response for row in first for response in row["all_generated_responses"]}) > len(first)
     with pytest.raises(RecipeError, match=r"other settings \(.*temperature: 0.8 -> 0.5"):
         pipeline = load_pipeline(None, _generate_args(folder, prompts, tmp_path / "a", "--generate.temperature", "0.5"))
-        from simpo.generate import run_generate
+        from simpo.stages.generate import run_generate
 
         run_generate(pipeline.train.model, pipeline.generate)
 
@@ -241,7 +243,7 @@ def test_stage_keys_are_checked_before_any_model_loads(tmp_path):
 def test_nucleus_sampling_keeps_what_transformers_top_p_keeps():
     from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
-    from simpo.generate import NucleusSampling
+    from simpo.generation.sampling import NucleusSampling
 
     torch.manual_seed(0)
     peaked = torch.randn(6, 5000) * 6  # nucleus inside the top 256 tokens
@@ -256,7 +258,7 @@ def test_nucleus_sampling_keeps_what_transformers_top_p_keeps():
 
 
 def test_prompts_without_a_prompt_column_are_refused(tmp_path):
-    from simpo.generate import read_prompts
+    from simpo.generation.prompts import read_prompts
 
     source = write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": "Say hi."}])
     with pytest.raises(RecipeError, match=r"alpaca.jsonl: rows need a 'prompt' column .* its columns: \['instruction'\]"):
@@ -271,7 +273,7 @@ def test_simpo_train_points_a_pipeline_recipe_to_simpo_pipeline(capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
 def test_asking_for_vllm_without_it_says_what_to_install():
-    from simpo.generate import pick_backend
+    from simpo.generation.backends import pick_backend
 
     assert pick_backend("auto") == "transformers"
     with pytest.raises(RecipeError, match="generate.backend vllm needs the vllm package"):

@@ -4,12 +4,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from simpo.attention import use_per_sequence_attention
+from simpo.ops.attention import use_per_sequence_attention
 from simpo.data.bundled import make_rows
 from simpo.data.collate import PairCollator
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import read_pair
-from simpo.logprobs import response_logps
+from simpo.ops.logprobs import response_logps
 
 
 def load(folder, untie=False):

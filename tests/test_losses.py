@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from simpo.losses import simpo_loss
+from simpo.training.losses import simpo_loss
 
 
 def logsigmoid(x: float) -> float:
@@ -66,16 +66,16 @@ def test_unknown_loss_type_raises():
 # ---- The paper's baselines: each against its formula written out here in float64 with math. ----
 from types import SimpleNamespace  # noqa: E402
 
-from simpo.config import LOSS_KEYS  # noqa: E402
-from simpo.losses import (  # noqa: E402
+from simpo.training.losses import LOSSES  # noqa: E402
+from simpo.training.losses import (  # noqa: E402
     PairLogps, cpo_loss, dpo_loss, ipo_loss, kto_pair_loss, orpo_loss, preference_loss, rdpo_loss, rrhf_loss, slic_hf_loss,
 )
 
 
 def loss_args(loss_type: str) -> SimpleNamespace:
     """What `SimPOConfig` holds for a loss: its own keys at their defaults, the others None."""
-    every = {key: None for keys in LOSS_KEYS.values() for key in keys}
-    return SimpleNamespace(loss_type=loss_type, **{**every, **LOSS_KEYS[loss_type]})
+    every = {key: None for loss in LOSSES.values() for key in loss.keys}
+    return SimpleNamespace(loss_type=loss_type, **{**every, **LOSSES[loss_type].keys})
 
 
 def sigmoid(x: float) -> float:
@@ -181,7 +181,7 @@ def test_kto_pair_reference_point_is_clamped_at_zero():
 EDGE = [(0.0, 0.0), (-1e4, -1e4), (0.0, -1e4), (-1e4, 0.0), (-1e-30, -50.0), (-3.0, -3.0)]
 
 
-@pytest.mark.parametrize("loss_type", [t for t in LOSS_KEYS if t not in ("sigmoid", "hinge")] + ["hinge"])
+@pytest.mark.parametrize("loss_type", [t for t in LOSSES if t not in ("sigmoid", "hinge")] + ["hinge"])
 def test_every_loss_is_finite_at_equal_and_extreme_log_probs(loss_type):
     w = torch.tensor([a for a, _ in EDGE], dtype=torch.float32, requires_grad=True)
     l = torch.tensor([b for _, b in EDGE], dtype=torch.float32, requires_grad=True)

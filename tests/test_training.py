@@ -9,14 +9,14 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from simpo.attention import use_per_sequence_attention
+from simpo.ops.attention import use_per_sequence_attention
 from simpo.cli import main
-from simpo.config import build_recipe
+from simpo.config.recipe import build_recipe
 from simpo.data.bundled import make_rows
 from simpo.data.collate import PairCollator
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import read_pair
-from simpo.logprobs import response_logps
+from simpo.ops.logprobs import response_logps
 from conftest import train_tiny, write_jsonl
 
 
@@ -167,7 +167,7 @@ def test_real_smollm2_logged_logps_match_plain_transformers(smollm2_dir, tmp_pat
         "per_device_train_batch_size": 4, "max_steps": 2, "learning_rate": 1e-5, "logging_steps": 1,
         "save_strategy": "no", "report_to": "none", "disable_tqdm": True,
     })
-    from simpo.train import run_training
+    from simpo.stages.train import run_training
 
     run_training(recipe)
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())

@@ -1,25 +1,63 @@
-"""`simpo` on the command line: parse, load the recipe, run one stage."""
+"""`simpo` on the command line: a verb, its recipe and overrides -> its stage; `--help` per verb."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 
-from .allocator import keep_freed_memory
-from .config import RecipeError, load_recipe
-from .data.rows import DataError
+from .config.recipe import load_recipe
+from .errors import DataError, RecipeError
+from .ops.allocator import keep_freed_memory
 
-USAGE = """usage: simpo STAGE [RECIPE.yaml] [--key value ...]
+COMMANDS = {  # verb: (usage, what it does)
+    "train": ("simpo train RECIPE.yaml [--key value ...] [--dry-run]", "SimPO (or a baseline) on preference pairs"),
+    "generate": ("simpo generate [RECIPE.yaml] [--key value ...]", "sample N responses per prompt from the policy"),
+    "annotate": ("simpo annotate [RECIPE.yaml] [--key value ...]", "score every response with the recipe's rewards"),
+    "binarize": ("simpo binarize [RECIPE.yaml] [--key value ...]", "best vs worst response as a preference pair, train/test split"),
+    "evaluate": ("simpo evaluate [RECIPE.yaml] [--key value ...]", "greedy held-out accuracy of model_name_or_path"),
+    "pipeline": ("simpo pipeline RECIPE.yaml [--key value ...]", "all of the above in order, then train; finished stages are skipped"),
+    "prepare-model": ("simpo prepare-model [ALIAS]", "convert a bundled model into the cache once"),
+}
 
-stages:
-  train RECIPE.yaml [--dry-run]   SimPO training (any recipe key can be overridden)
-  generate [RECIPE.yaml]          sample responses per prompt (--generate.prompts, --model_name_or_path, ...)
-  annotate [RECIPE.yaml]          score them (--annotate.rewards ...)
-  binarize [RECIPE.yaml]          best and worst response as a preference pair
-  evaluate [RECIPE.yaml]          greedy held-out accuracy of model_name_or_path
-  pipeline RECIPE.yaml            all of the above in order, each stage skipped when done
-  prepare-model [ALIAS]           convert a bundled model into the cache once
-Keys of a stage section are set as --section.key value, e.g. --generate.seeds [1,2]."""
+
+def usage() -> str:
+    width = max(map(len, COMMANDS)) + 2
+    lines = ["usage: simpo COMMAND [RECIPE.yaml] [--key value ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}{what}" for name, (_, what) in COMMANDS.items()]
+    lines += ["", "simpo COMMAND --help lists the command's recipe keys. Keys of a pipeline stage are set as",
+              "--section.key value, e.g. --generate.seeds [1,2]."]
+    return "\n".join(lines)
+
+
+def command_help(name: str) -> str:
+    """A command's usage and its recipe keys, from the configuration fields' metadata."""
+    from transformers import TrainingArguments
+
+    from .config.keys import key_rows, text_table
+    from .config.pipeline import SECTIONS
+    from .config.recipe import OWN_TRAINING_KEYS, DataConfig, ModelConfig, SimPOConfig
+
+    synopsis, what = COMMANDS[name]
+    parts = [f"usage: {synopsis}", "", what + "."]
+    model_keys = key_rows(ModelConfig, names=["model_name_or_path", "model_revision", "torch_dtype", "trust_remote_code", "chat_template"])
+    sections = {
+        "train": [("model", key_rows(ModelConfig)), ("data", key_rows(DataConfig)),
+                  ("loss and data path", key_rows(SimPOConfig, names=OWN_TRAINING_KEYS)),
+                  ("transformers.TrainingArguments", key_rows(TrainingArguments))],
+        "generate": [("model", model_keys), ("generate", key_rows(SECTIONS["generate"], "generate."))],
+        "annotate": [("annotate", key_rows(SECTIONS["annotate"], "annotate."))],
+        "binarize": [("binarize", key_rows(SECTIONS["binarize"], "binarize."))],
+        "evaluate": [("model", model_keys), ("evaluate", key_rows(SECTIONS["evaluate"], "evaluate.")),
+                     ("rewards (programmatic ones score the answers)", key_rows(SECTIONS["annotate"], "annotate.", ["rewards"]))],
+        "pipeline": [("pipeline", [("run_dir", "str", "outputs/pipeline", "Where every stage writes")])]
+                    + [(section, key_rows(cls, f"{section}.")) for section, cls in SECTIONS.items()]
+                    + [("training: every key of `simpo train --help`", [])],
+        "prepare-model": [],
+    }[name]
+    for title, rows in sections:
+        parts += ["", f"{title} keys:" if rows else title + "."] + ([text_table(rows)] if rows else [])
+    return "\n".join(parts)
 
 
 def _split(tokens: list[str]) -> tuple[str | None, list[str]]:
@@ -38,41 +76,41 @@ def _train(tokens: list[str]) -> None:
     if dry_run:
         print(recipe.to_json())
         return
-    from .train import run_training
+    from .stages.train import run_training
 
     run_training(recipe)
 
 
 def _stage(name: str):
     def run(tokens: list[str]) -> None:
-        from .stages import load_pipeline
+        from .config.pipeline import load_pipeline
 
         path, overrides = _split(tokens)
         if name == "pipeline" and path is None:
             raise RecipeError("simpo pipeline needs a recipe file: simpo pipeline RECIPE.yaml [--key value ...]")
         pipeline = load_pipeline(path, overrides)
         if name == "generate":
-            from .generate import run_generate
+            from .stages.generate import run_generate
 
             print(run_generate(pipeline.train.model, pipeline.generate))
         elif name == "annotate":
-            from .annotate import run_annotate
+            from .stages.annotate import run_annotate
 
             print(run_annotate(pipeline.annotate))
         elif name == "binarize":
-            from .annotate import run_binarize
+            from .stages.binarize import run_binarize
 
             print(run_binarize(pipeline.binarize))
         elif name == "evaluate":
             import json
             from pathlib import Path
 
-            from .evaluate import run_evaluate
+            from .stages.evaluate import run_evaluate
 
             label = Path(pipeline.model).name or "model"
             print(json.dumps(run_evaluate(pipeline.train.model, pipeline.evaluate, pipeline.annotate.rewards, label), indent=2))
         else:
-            from .pipeline import run_pipeline
+            from .stages.pipeline import run_pipeline
 
             run_pipeline(pipeline)
 
@@ -80,7 +118,7 @@ def _stage(name: str):
 
 
 def _prepare_model(tokens: list[str]) -> None:
-    from .models import BUNDLED, bundled_model_dir
+    from .models.bundled import BUNDLED, bundled_model_dir
 
     alias = tokens[0] if tokens else "smollm2-135m-instruct"
     if len(tokens) > 1 or alias not in BUNDLED:
@@ -97,9 +135,17 @@ STAGES = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STAGES:
-        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] not in STAGES:
+        match = difflib.get_close_matches(argv[0], list(STAGES), n=1)
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        print(f"simpo: error: unknown command {argv[0]!r}{hint}\n\n{usage()}", file=sys.stderr)
+        return 2
+    if "-h" in argv[1:] or "--help" in argv[1:]:
+        print(command_help(argv[0]))
+        return 0
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     keep_freed_memory()  # before the stage allocates anything large
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import RecipeError
+from ..errors import RecipeError
 
 _PROBE = "SIMPO-PROBE-7f3a"  # survives templates that trim or strip content
 

@@ -7,9 +7,10 @@ from collections import Counter
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config.recipe import DataConfig
+from ..errors import DataError
 from .encode import PairEncoder
-from .rows import DataError, Pair, read_pair
+from .rows import Pair, read_pair
 from .sources import load_split, split_role
 
 logger = logging.getLogger("simpo")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .chat import fold_system, render, template_shows_system
-from .rows import DataError, Pair
+from ..errors import DataError
+from .rows import Pair
 
 
 def _common_prefix(*sequences: list[int]) -> int:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-class DataError(ValueError):
-    """A dataset row that cannot be read; the message names the source, the row and the fix."""
+from ..errors import DataError
 
 
 @dataclass

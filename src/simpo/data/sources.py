@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .rows import DataError
+from ..errors import DataError
 
 FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 

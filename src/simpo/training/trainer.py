@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from .attention import use_per_sequence_attention
-from .config import SimPOConfig
-from .data.collate import PairCollator
-from .logprobs import response_logps
+from ..config.recipe import SimPOConfig
+from ..data.collate import PairCollator
+from ..ops.attention import use_per_sequence_attention
+from ..ops.logprobs import response_logps
 from .losses import PairLogps, preference_loss
 from .reference import with_reference_logps
 

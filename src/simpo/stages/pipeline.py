@@ -12,14 +12,16 @@ import json
 import time
 from pathlib import Path
 
-from .annotate import run_annotate, run_binarize
-from .config import RecipeError
-from .data.sources import load_split
+from ..config.pipeline import Pipeline
+from ..data.sources import load_split
+from ..errors import RecipeError
+from ..rewards.programmatic import check_references
+from ..rewards.reward_model import check_reward_model
+from .annotate import run_annotate
+from .binarize import run_binarize
 from .evaluate import run_evaluate
 from .generate import run_generate
-from .rewards import check_references, check_reward_model
 from .shards import is_complete, mark_complete
-from .stages import Pipeline
 
 
 def _check_rewards(pipeline: Pipeline):
@@ -35,7 +37,7 @@ def _check_rewards(pipeline: Pipeline):
 
 
 def run_pipeline(pipeline: Pipeline) -> dict:
-    from .train import run_training
+    from .train import run_training  # imports the trainer: only when training runs
 
     for section in (pipeline.generate, pipeline.annotate, pipeline.binarize, pipeline.evaluate):
         section.validate()

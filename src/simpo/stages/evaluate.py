@@ -11,18 +11,20 @@ import json
 import logging
 from pathlib import Path
 
-from .config import ModelConfig, RecipeError
-from .generate import PromptRenderer, open_backend, read_prompts
-from .rewards import Scorer, check_references
+from ..config.pipeline import EvaluateConfig
+from ..config.recipe import ModelConfig
+from ..errors import RecipeError
+from ..generation.backends import open_backend, sampling_dtype
+from ..generation.prompts import PromptRenderer, read_prompts
+from ..models.loading import load_tokenizer
+from ..rewards.programmatic import check_references
+from ..rewards.scorer import Scorer
 from .shards import claim, fingerprint, write_atomic
-from .stages import EvaluateConfig
 
 logger = logging.getLogger("simpo")
 
 
 def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: list[dict], name: str) -> dict:
-    from .models import load_tokenizer
-
     config.validate()
     rewards = [spec for spec in rewards if spec["type"] != "reward_model"]
     if not rewards:
@@ -34,15 +36,16 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
     prompt_ids = [renderer.ids(row.messages) for row in rows]
     records = [{"row": row.row, "prompt": row.prompt, **row.extra} for row in rows]
     check_references(rewards, records, f"{config.prompts} [{config.split}]")
+    dtype = sampling_dtype(config.dtype or model_config.torch_dtype, "evaluate.dtype")
     claim(folder, {"stage": "evaluate", "prompts": fingerprint(prompt_ids), "rewards": rewards,
-                   "max_new_tokens": config.max_new_tokens, "dtype": config.dtype})
+                   "max_new_tokens": config.max_new_tokens, "dtype": dtype})
     summary_path = folder / f"{name}.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         if summary["model"] != model_config.model_name_or_path:
             raise RecipeError(f"{summary_path} evaluated {summary['model']}, not {model_config.model_name_or_path}: delete it to evaluate again")
         return summary
-    backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size, config.dtype)
+    backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
     texts, _ = backend.generate(prompt_ids, None, 0.0, 1.0, config.max_new_tokens)  # greedy
     scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [t]} for r, t in zip(records, texts)], None)
     lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]

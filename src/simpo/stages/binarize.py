@@ -1,11 +1,11 @@
-"""Score every generated response (resumable, in shards), then binarize into preference pairs.
+"""`simpo binarize`: the best and the worst scored response of each prompt as a preference pair.
 
-Binarize follows the official recipe: chosen = the highest-scored response, rejected = the lowest
-(the first of equals). A prompt is dropped, and counted, when all its scores tie, when its best and
-worst responses are the same text, or when the score gap is below `min_score_gap`. The output is
-the layout of `princeton-nlp/gemma2-ultrafeedback-armorm` (`prompt_id, prompt,
-all_generated_responses, all_rm_scores, chosen, rejected`, chosen/rejected as full conversations)
-as `train.jsonl` and `test.jsonl`, which `simpo train` reads directly.
+As the official recipe does: chosen = the highest-scored response, rejected = the lowest (the first
+of equals). A prompt is dropped, and counted, when all its scores tie, when its best and worst
+responses are the same text, or when the score gap is below `min_score_gap`. The output is the
+layout of `princeton-nlp/gemma2-ultrafeedback-armorm` (`prompt_id, prompt, all_generated_responses,
+all_rm_scores, chosen, rejected`, chosen/rejected as full conversations) as `train.jsonl` and
+`test.jsonl`, which `simpo train` reads directly.
 """
 
 from __future__ import annotations
@@ -16,39 +16,12 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from .config import RecipeError
-from .generate import prompt_messages
-from .rewards import Scorer, check_references
-from .shards import ShardedOutput, claim, fingerprint, is_complete, mark_complete, read_stage, write_atomic
-from .stages import AnnotateConfig, BinarizeConfig
+from ..config.pipeline import BinarizeConfig
+from ..errors import RecipeError
+from ..generation.prompts import prompt_messages
+from .shards import claim, fingerprint, is_complete, mark_complete, read_stage, write_atomic
 
 logger = logging.getLogger("simpo")
-
-
-def _messages(row: dict) -> list[dict]:
-    return prompt_messages(row["prompt"], f"prompt {row['prompt_id']}")
-
-
-def run_annotate(config: AnnotateConfig) -> str:
-    from tqdm.auto import tqdm
-
-    config.validate()
-    rows = read_stage(config.input)
-    check_references(config.rewards, rows, config.input)
-    settings = {"stage": "annotate", "rewards": config.rewards, "input": fingerprint(rows)}
-    output = ShardedOutput(config.output, settings, len(rows), config.shard_size)
-    pending = output.pending()
-    if pending:
-        scorer = Scorer(config.rewards)
-        progress = tqdm(total=len(rows), initial=len(rows) - sum(len(output.shard_rows(i)) for i in pending), unit="prompt", desc="annotate")
-        for index in pending:
-            shard = [rows[i] for i in output.shard_rows(index)]
-            scores = scorer.score_rows(shard, _messages)
-            output.write(index, [{**row, "all_rm_scores": row_scores} for row, row_scores in zip(shard, scores)])
-            progress.update(len(shard))
-        progress.close()
-    output.mark_complete()
-    return config.output
 
 
 def binarize_row(row: dict, min_score_gap: float = 0.0) -> dict | str:
@@ -64,7 +37,7 @@ def binarize_row(row: dict, min_score_gap: float = 0.0) -> dict | str:
         return "best and worst responses identical"
     if scores[best] - scores[worst] < min_score_gap:
         return "score gap below min_score_gap"
-    messages = _messages(row)
+    messages = prompt_messages(row["prompt"], f"prompt {row['prompt_id']}")
     return {
         "prompt_id": row["prompt_id"], "prompt": row["prompt"],
         "all_generated_responses": responses, "all_rm_scores": scores,

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .config import RecipeError
+from ..errors import RecipeError
 
 MANIFEST, COMPLETE = "manifest.json", "COMPLETE"
 

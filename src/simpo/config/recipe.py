@@ -17,99 +17,76 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
+from ..errors import RecipeError
+from ..models.precision import DTYPES, resolve_bf16
+from .keys import key
+from ..training.losses import HYPERPARAMETER_LIMITS, LOSSES
 
-class RecipeError(ValueError):
-    """A recipe that cannot run; the message names the key and says what to do."""
 
-
-# Each loss and the recipe keys that belong to it, with their defaults (within the SimPO paper's
-# search ranges for the baselines, arXiv 2405.14734 appendix; SimPO's own are the official trainer's).
-# A key of this table set for a loss that does not list it is an error; unset keys get the loss's default.
-_SIMPO_KEYS = {"beta": 2.0, "gamma_beta_ratio": 0.25, "label_smoothing": 0.0, "sft_weight": 0.0}
-LOSS_KEYS: dict[str, dict[str, float]] = {
-    "simpo": _SIMPO_KEYS,
-    "sigmoid": _SIMPO_KEYS,
-    "hinge": {"beta": 2.0, "gamma_beta_ratio": 0.25, "sft_weight": 0.0},
-    "dpo": {"beta": 0.1},
-    "ipo": {"tau": 0.1},
-    "cpo": {"beta": 0.1, "nll_weight": 1.0},
-    "kto_pair": {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0},
-    "orpo": {"orpo_lambda": 0.1},
-    "rdpo": {"beta": 0.1, "rdpo_alpha": 0.05},
-    "rrhf": {"nll_weight": 1.0},
-    "slic_hf": {"slic_delta": 1.0, "nll_weight": 1.0},
-}
-LOSS_TYPES = tuple(LOSS_KEYS)
-# Losses whose reward is a log-ratio against a reference model, and the keys only they take.
-REFERENCE_LOSSES = ("dpo", "ipo", "kto_pair", "rdpo")
-REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")
-_LOSS_HYPERPARAMETERS = sorted({key for keys in LOSS_KEYS.values() for key in keys})
+REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")  # only losses with a reference take them
+_LOSS_HYPERPARAMETERS = sorted({key for loss in LOSSES.values() for key in loss.keys})
 TRUNCATION_MODES = ("keep_end", "keep_start")
 
 
 @dataclass
 class ModelConfig:
-    model_name_or_path: str = ""
-    model_revision: str = "main"
-    torch_dtype: str | None = None  # "auto", "bfloat16", "float16", "float32"; None means float32
-    attn_implementation: str | None = None
-    trust_remote_code: bool = False
-    chat_template: str | None = None  # Jinja template that replaces the tokenizer's own
-    ref_model_name_or_path: str | None = None  # reference model of dpo/ipo/kto_pair/rdpo; None: the initial policy
+    model_name_or_path: str = key("", "A model folder, a hub name, or the bundled alias smollm2-135m-instruct (required)")
+    model_revision: str = key("main", "Hub revision (branch, tag or commit) of the model")
+    torch_dtype: str | None = key(None, "Weights dtype: float32, bfloat16, float16, or auto (bf16 where the machine computes it natively, else fp32); unset: float32")
+    attn_implementation: str | None = key(None, "Attention kernel passed to from_pretrained: eager, sdpa, flash_attention_2; unset: transformers' choice")
+    trust_remote_code: bool = key(False, "Allow the model's own code from its folder or hub repository")
+    chat_template: str | None = key(None, "A Jinja chat template that replaces the tokenizer's own (needed when it has none)")
+    ref_model_name_or_path: str | None = key(None, "Reference model of dpo, ipo, kto_pair and rdpo; unset: the initial policy")
 
 
 @dataclass
 class DataConfig:
-    dataset_mixer: dict[str, float] = field(default_factory=dict)
-    dataset_splits: list[str] = field(default_factory=lambda: ["train", "test"])
-    preprocessing_num_workers: int | None = None
+    dataset_mixer: dict[str, float] = key(help="{source: fraction}: files, folders or hub datasets; a fraction below 1 subsamples a training source (required)", factory=dict)
+    dataset_splits: list[str] = key(help="Split names: one containing 'train' trains, one containing 'test' evaluates", factory=lambda: ["train", "test"])
+    preprocessing_num_workers: int | None = key(None, "Processes for tokenization (used above 1,000 rows)")
 
 
 @dataclass
 class SimPOConfig(TrainingArguments):
     """`TrainingArguments` plus the loss keys (SimPO's names and defaults are the official trainer's).
 
-    Loss hyperparameters left as None take the default of `loss_type` (see `LOSS_KEYS`); those that
-    do not belong to it stay None.
+    Loss hyperparameters left as None take the default of `loss_type` (see `training.losses.LOSSES`);
+    those that do not belong to it stay None.
     """
 
-    loss_type: str = "simpo"
-    beta: float | None = None
-    gamma_beta_ratio: float | None = None
-    label_smoothing: float | None = None
-    sft_weight: float | None = None
-    tau: float | None = None
-    nll_weight: float | None = None
-    desirable_weight: float | None = None
-    undesirable_weight: float | None = None
-    orpo_lambda: float | None = None
-    rdpo_alpha: float | None = None
-    slic_delta: float | None = None
-    # Reference losses: reference log-probs computed once before training and cached (true), or a
-    # live reference model kept beside the policy (false).
-    precompute_ref_logps: bool = True
-    max_length: int = 1024
-    max_prompt_length: int = 512
-    truncation_mode: str = "keep_end"
-    disable_dropout: bool = True
-    # Memory and speed (exact, so on by default): pairs packed into one row with no padding, each
-    # pair's prompt once for both responses (eager/SDPA attention), and the output head +
-    # log-softmax applied to response tokens in chunks of this many tokens (0: off).
-    padding_free: bool = True
-    share_prompt: bool = True
-    logps_chunk_size: int = 256
+    loss_type: str = key("simpo", f"The loss: simpo (alias sigmoid) or hinge, or a baseline: {', '.join(list(LOSSES)[3:])}")
+    beta: float | None = key(None, "SimPO's reward scale beta (and the baselines' beta); default 2.0 for SimPO, 0.1 for the baselines")
+    gamma_beta_ratio: float | None = key(None, "SimPO's target margin over beta, gamma/beta (default 0.25)")
+    label_smoothing: float | None = key(None, "Label smoothing of the sigmoid SimPO loss, in [0, 0.5) (default 0)")
+    sft_weight: float | None = key(None, "Weight of the chosen responses' token-mean NLL added to the SimPO loss (default 0)")
+    tau: float | None = key(None, "IPO's tau (default 0.1)")
+    nll_weight: float | None = key(None, "Weight of the NLL term of cpo, rrhf and slic_hf (default 1.0)")
+    desirable_weight: float | None = key(None, "kto_pair's weight of the chosen responses (default 1.0)")
+    undesirable_weight: float | None = key(None, "kto_pair's weight of the rejected responses (default 1.0)")
+    orpo_lambda: float | None = key(None, "ORPO's weight of the odds-ratio term (default 0.1)")
+    rdpo_alpha: float | None = key(None, "R-DPO's length penalty per token (default 0.05)")
+    slic_delta: float | None = key(None, "SLiC-HF's margin delta (default 1.0)")
+    precompute_ref_logps: bool = key(True, "Reference losses: compute the reference log-probs once before training and cache them (false: a live reference model)")
+    max_length: int = key(1024, "Token limit of prompt + response")
+    max_prompt_length: int = key(512, "Token limit of an over-long prompt after truncation (below max_length)")
+    truncation_mode: str = key("keep_end", "Which part of an over-long prompt to keep: keep_end or keep_start")
+    disable_dropout: bool = key(True, "Set every dropout to 0, as the official trainer does")
+    padding_free: bool = key(True, "Pack a micro-batch's chosen and rejected sequences into one row without padding (exact)")
+    share_prompt: bool = key(True, "In a packed row, each pair's prompt once for both responses (eager and SDPA attention; exact)")
+    logps_chunk_size: int = key(256, "Response tokens per chunk of output head + log-softmax, recomputed in backward; 0: the model's own head")
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        for key, default in LOSS_KEYS.get(self.loss_type, {}).items():
+        loss = LOSSES.get(self.loss_type)
+        for key, default in (loss.keys if loss else {}).items():
             if getattr(self, key) is None:
                 setattr(self, key, default)
 
     @property
     def needs_reference(self) -> bool:
-        return self.loss_type in REFERENCE_LOSSES
+        return LOSSES[self.loss_type].needs_reference
 
 
 # Old names that official recipes still use, mapped to the name we store. transformers 5 reads a
@@ -123,6 +100,8 @@ ALIASES = {
 }
 
 _SECTIONS = (ModelConfig, DataConfig, SimPOConfig)
+# simpo's own training keys, in the order `--help` and the docs list them.
+OWN_TRAINING_KEYS = [f.name for f in dataclasses.fields(SimPOConfig) if f.init and "help" in f.metadata and f.name in SimPOConfig.__annotations__]
 _FIELDS = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in _SECTIONS}
 KNOWN_KEYS = set().union(*_FIELDS.values())
 
@@ -168,7 +147,7 @@ def _closest(key: str) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-# Keys of `stages.py`'s pipeline recipe, which `simpo train` does not take.
+# Keys of the pipeline recipe (`config.pipeline`), which `simpo train` does not take.
 PIPELINE_KEYS = ("run_dir", "generate", "annotate", "binarize", "evaluate")
 
 
@@ -212,6 +191,8 @@ def build_recipe(values: dict[str, Any], source: str = "the recipe") -> Recipe:
     training_values = parts[SimPOConfig]
     if "use_cpu" not in training_values and not _accelerator_available():
         training_values["use_cpu"] = True  # bf16 recipes then run with CPU autocast instead of failing
+    if "bf16" in training_values:
+        training_values["bf16"] = resolve_bf16(training_values["bf16"])
     try:
         model = ModelConfig(**parts[ModelConfig])
         data = DataConfig(**parts[DataConfig])
@@ -253,6 +234,10 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
         raise RecipeError(f"dataset_splits must be a list of split names, got {splits!r}")
     _check_loss_values(values, number)
+    if values.get("torch_dtype") not in (None, "auto", *DTYPES):
+        raise RecipeError(f"torch_dtype must be one of auto, {', '.join(DTYPES)}, got {values['torch_dtype']!r}")
+    if values.get("bf16", False) not in (True, False, "auto"):
+        raise RecipeError(f"bf16 must be true, false or auto (bf16 autocast where the machine computes it natively), got {values['bf16']!r}")
     mode = values.get("truncation_mode", "keep_end")
     if mode not in TRUNCATION_MODES:
         raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
@@ -274,23 +259,18 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
 def _check_loss_values(values: dict[str, Any], number) -> None:
     """`loss_type` is known, every loss key set belongs to it, and each value is in its range."""
     loss_type = values.get("loss_type", "simpo")
-    if loss_type not in LOSS_KEYS:
-        raise RecipeError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
-    own = list(LOSS_KEYS[loss_type]) + (list(REFERENCE_KEYS) if loss_type in REFERENCE_LOSSES else [])
+    if loss_type not in LOSSES:
+        raise RecipeError(f"loss_type must be one of {', '.join(LOSSES)}, got {loss_type!r}")
+    loss = LOSSES[loss_type]
+    own = list(loss.keys) + (list(REFERENCE_KEYS) if loss.needs_reference else [])
     for key in (*_LOSS_HYPERPARAMETERS, *REFERENCE_KEYS):
         if key in values and key not in own:
             raise RecipeError(
                 f"{key} does not apply to loss_type {loss_type!r} (its keys: {', '.join(own)}); remove it or change loss_type"
             )
-    limits = {  # key: (lowest, whether the lowest is allowed, highest excluded)
-        "beta": (0, False, None), "tau": (0, False, None), "gamma_beta_ratio": (0, True, None),
-        "sft_weight": (0, True, None), "nll_weight": (0, True, None), "orpo_lambda": (0, True, None),
-        "desirable_weight": (0, True, None), "undesirable_weight": (0, True, None),
-        "rdpo_alpha": (0, True, None), "slic_delta": (0, True, None), "label_smoothing": (0, True, 0.5),
-    }
-    for key, default in LOSS_KEYS[loss_type].items():
+    for key, default in loss.keys.items():
         value = number(key, default)
-        low, low_ok, high = limits[key]
+        low, low_ok, high = HYPERPARAMETER_LIMITS[key]
         if value < low or (value == low and not low_ok) or (high is not None and value >= high):
             bound = f"in [{low}, {high})" if high is not None else f"{'>=' if low_ok else '>'} {low}"
             raise RecipeError(f"{key} must be {bound}, got {value}")

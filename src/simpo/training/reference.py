@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from .attention import PREFIX
-from .data.collate import REF_COLUMNS
-from .logprobs import response_logps
-from .models import cache_home
+from ..data.collate import REF_COLUMNS
+from ..models.bundled import cache_home
+from ..ops.attention import PREFIX
+from ..ops.logprobs import response_logps
 
 logger = logging.getLogger("simpo")
 

@@ -1,6 +1,6 @@
 """The settings of the data stages (generate, annotate, binarize, evaluate) and the pipeline recipe.
 
-A pipeline recipe is a training recipe (flat keys, `config.py`) plus `run_dir` and one mapping per
+A pipeline recipe is a training recipe (flat keys, `config.recipe`) plus `run_dir` and one mapping per
 stage. Every stage writes into `run_dir` (`generations/`, `scores/`, `pairs/`, `eval/`, `model/`),
 so the stages chain without naming their folders; each folder can still be set. Defaults follow the
 official on-policy recipe of gemma-2-9b-it-SimPO (5 samples, seeds 13, 21, 42, 79, 100,
@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Recipe, RecipeError, build_recipe, parse_overrides, read_recipe_file
+from ..errors import RecipeError
+from ..models.precision import DTYPES
+from .keys import key
+from .recipe import Recipe, build_recipe, parse_overrides, read_recipe_file
 
 BACKENDS = ("auto", "transformers", "vllm")
 REWARD_TYPES = ("numeric_answer", "constraints", "reward_model")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _positive_int(value: Any, key: str) -> int:
@@ -35,24 +37,24 @@ def _number(value: Any, key: str) -> float:
 
 
 def _check_dtype(value: Any, key: str) -> None:
-    if value not in (None, *DTYPES):
-        raise RecipeError(f"{key} must be one of {', '.join(DTYPES)}, got {value!r}")
+    if value not in (None, "auto", *DTYPES):
+        raise RecipeError(f"{key} must be one of auto, {', '.join(DTYPES)}, got {value!r}")
 
 
 @dataclass
 class GenerateConfig:
-    prompts: str = ""  # a dataset source (file, folder, hub name) whose rows have `prompt`
-    split: str = "train"
-    max_prompts: int | None = None  # the first N prompts only
-    seeds: list[int] = field(default_factory=lambda: [13, 21, 42, 79, 100])  # one sample per seed
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 4096
-    batch_size: int = 32
-    shard_size: int = 64  # prompts per shard: the most work a kill can lose
-    backend: str = "auto"  # vllm when installed and a GPU is present, else transformers
-    dtype: str | None = None  # weights dtype while sampling; default: the recipe's torch_dtype
-    output: str = ""  # default: RUN_DIR/generations
+    prompts: str = key("", "A file, folder or hub dataset whose rows have 'prompt' (text or messages) (required)")
+    split: str = key("train", "The split of the prompts")
+    max_prompts: int | None = key(None, "Only the first N prompts; unset: all")
+    seeds: list[int] = key(help="One sample per seed (the official five)", factory=lambda: [13, 21, 42, 79, 100])
+    temperature: float = key(0.8, "Sampling temperature; 0 is greedy")
+    top_p: float = key(0.95, "Nucleus sampling: keep the most probable tokens up to this mass (no top-k)")
+    max_new_tokens: int = key(4096, "Token limit of each response")
+    batch_size: int = key(32, "Prompts per batch (transformers backend)")
+    shard_size: int = key(64, "Prompts per shard: the most work a kill can lose")
+    backend: str = key("auto", "transformers, vllm, or auto: vllm when it is installed and a GPU is present")
+    dtype: str | None = key(None, "Weights dtype while sampling: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
+    output: str = key("", "Output folder; unset: RUN_DIR/generations")
 
     def validate(self) -> None:
         if not self.prompts:
@@ -76,13 +78,10 @@ class GenerateConfig:
 
 @dataclass
 class AnnotateConfig:
-    # Each: {type: numeric_answer | constraints | reward_model, weight: 1.0, ...}; scores are the
-    # weighted sum. reward_model takes `model`, and optionally `trust_remote_code`, `batch_size`,
-    # `max_length`, `dtype`.
-    rewards: list[dict] = field(default_factory=list)
-    input: str = ""  # default: RUN_DIR/generations
-    shard_size: int = 64
-    output: str = ""  # default: RUN_DIR/scores
+    rewards: list[dict] = key(help="A list of {type: numeric_answer | constraints | reward_model, weight, ...}, summed with their weights (required)", factory=list)
+    input: str = key("", "Generated responses; unset: RUN_DIR/generations")
+    shard_size: int = key(64, "Prompts per shard: the most work a kill can lose")
+    output: str = key("", "Output folder; unset: RUN_DIR/scores")
 
     def validate(self) -> None:
         if not isinstance(self.rewards, list) or not self.rewards:
@@ -99,6 +98,7 @@ class AnnotateConfig:
             if unknown:
                 raise RecipeError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
             _number(reward.get("weight", 1.0), f"{where}.weight")
+            _check_dtype(reward.get("dtype"), f"{where}.dtype")
             if reward["type"] == "reward_model" and not reward.get("model"):
                 raise RecipeError(f"{where}: a reward_model needs `model` (a folder or hub name)")
         _positive_int(self.shard_size, "annotate.shard_size")
@@ -106,11 +106,11 @@ class AnnotateConfig:
 
 @dataclass
 class BinarizeConfig:
-    input: str = ""  # default: RUN_DIR/scores
-    test_size: float = 0.05  # a fraction of the prompts (below 1) or a count of prompts
-    min_score_gap: float = 0.0  # drop prompts whose best and worst scores differ by less
-    seed: int = 42
-    output: str = ""  # default: RUN_DIR/pairs
+    input: str = key("", "Scored responses; unset: RUN_DIR/scores")
+    test_size: float = key(0.05, "Held-out pairs: a fraction of the prompts (below 1) or a count")
+    min_score_gap: float = key(0.0, "Drop prompts whose best and worst scores differ by less")
+    seed: int = key(42, "Seed of the train/test split")
+    output: str = key("", "Output folder (train.jsonl, test.jsonl); unset: RUN_DIR/pairs")
 
     def validate(self) -> None:
         size = _number(self.test_size, "binarize.test_size")
@@ -122,13 +122,13 @@ class BinarizeConfig:
 
 @dataclass
 class EvaluateConfig:
-    prompts: str = ""  # held-out prompts with reference answers; default: generate.prompts
-    split: str = "test"
-    max_prompts: int | None = None
-    max_new_tokens: int = 512
-    batch_size: int = 32
-    dtype: str | None = None  # weights dtype while decoding; default: the recipe's torch_dtype
-    output: str = ""  # default: RUN_DIR/eval
+    prompts: str = key("", "Held-out prompts with reference answers; unset: generate.prompts")
+    split: str = key("test", "The split of the held-out prompts")
+    max_prompts: int | None = key(None, "Only the first N prompts; unset: all")
+    max_new_tokens: int = key(512, "Token limit of each greedy answer")
+    batch_size: int = key(32, "Prompts per batch")
+    dtype: str | None = key(None, "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
+    output: str = key("", "Output folder; unset: RUN_DIR/eval")
 
     def validate(self) -> None:
         _positive_int(self.max_new_tokens, "evaluate.max_new_tokens")

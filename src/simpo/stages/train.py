@@ -8,12 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from .config import Recipe
-from .data.chat import stop_token_ids
-from .data.dataset import build_pair_datasets
-from .data.encode import PairEncoder
-from .models import load_model, load_tokenizer
-from .trainer import SimPOTrainer
+from ..config.recipe import Recipe
+from ..data.chat import stop_token_ids
+from ..data.dataset import build_pair_datasets
+from ..data.encode import PairEncoder
+from ..models.loading import load_model, load_tokenizer
+from ..training.trainer import SimPOTrainer
 
 logger = logging.getLogger("simpo")
 

@@ -1,0 +1,1 @@
+"""Sampling responses from a policy: prompt rendering, exact top-p sampling, the backends."""

@@ -1,0 +1,1 @@
+"""Kernels and process settings for speed and memory: response log-probs, packed attention, the allocator."""

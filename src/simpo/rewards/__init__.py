@@ -1,0 +1,1 @@
+"""Scores for generated responses: programmatic checks, reward models, and their weighted sum."""

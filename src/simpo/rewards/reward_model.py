@@ -1,0 +1,81 @@
+"""Reward models: a Hugging Face sequence classifier scores the conversation.
+
+The conversation is rendered with the reward model's own chat template and truncated to its limit
+(keeping the start); the score is `output.score` when the model returns one (ArmoRM's convention,
+with `trust_remote_code`), else the first logit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import RecipeError
+from ..models.loading import resolve_model_path
+from ..models.precision import DTYPES, resolve_dtype
+
+
+def check_reward_model(name: str, trust_remote_code: bool = False) -> None:
+    """Fail early unless `name` is a sequence classifier (a causal LM would get a random score head)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name), trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise RecipeError(f"reward model {name} cannot be loaded: {err}") from None
+    architectures = config.architectures or []
+    if "AutoModelForSequenceClassification" in (getattr(config, "auto_map", None) or {}):
+        return
+    if not any(arch.endswith("ForSequenceClassification") for arch in architectures):
+        raise RecipeError(
+            f"reward model {name} is not a sequence classifier (its architectures: {architectures or 'none'}); "
+            "use a model trained as a reward model, such as RLHFlow/ArmoRM-Llama3-8B-v0.1"
+        )
+
+
+class RewardModel:
+    def __init__(self, spec: dict):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        check_reward_model(spec["model"], spec.get("trust_remote_code", False))
+        path = resolve_model_path(spec["model"])
+        dtype = DTYPES[resolve_dtype(spec.get("dtype"), "reward_model.dtype")]
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.get("trust_remote_code", False))
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=dtype, trust_remote_code=spec.get("trust_remote_code", False)
+        ).eval()
+        if torch.cuda.is_available():
+            self.model = self.model.to("cuda")
+        limit = getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length
+        self.max_length = spec.get("max_length") or limit
+        self.batch_size = spec.get("batch_size", 8)
+
+    def _ids(self, messages: list[dict]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_length]
+
+    def _forward(self, batch: list[list[int]]) -> list[float]:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(map(len, batch))
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, ids in enumerate(batch):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention_mask[i, : len(ids)] = 1
+        with torch.inference_mode():
+            output = self.model(input_ids=input_ids.to(self.model.device), attention_mask=attention_mask.to(self.model.device))
+        scores = output.score if getattr(output, "score", None) is not None else output.logits[:, 0]
+        return scores.float().reshape(len(batch), -1)[:, 0].tolist()
+
+    def score(self, conversations: list[list[dict]]) -> list[float]:
+        ids = [self._ids(messages) for messages in conversations]
+        pad = self.tokenizer.pad_token_id
+        scores = []
+        for start in range(0, len(ids), self.batch_size):
+            batch = ids[start : start + self.batch_size]
+            # Classifiers find each row's last token by the pad id; when a conversation contains
+            # that id (pad == eos), padding would move its score token, so such rows go alone.
+            if len(batch) > 1 and pad is not None and any(pad in row for row in batch):
+                scores += [self._forward([row])[0] for row in batch]
+            else:
+                scores += self._forward(batch)
+        return scores

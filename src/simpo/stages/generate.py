@@ -1,0 +1,84 @@
+"""`simpo generate`: N responses per prompt from the policy, resumable, with a recorded seed each.
+
+Under the `transformers` backend, shard k under seed s samples from seed `s * 1_000_003 + k * 1_009`
+(plus the batch number, see `generation.backends`), so a rerun with the same settings reproduces
+the same text on the same machine; under `vllm` each request gets the seed itself, as the official
+scripts do. Sampling follows the official settings (temperature, top_p; no top-k).
+
+Output rows: `prompt_id`, `prompt` (as given), `all_generated_responses` (one per seed),
+`seeds`, `row` (the input row number), and the input row's other fields (e.g. `answer`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..config.pipeline import GenerateConfig
+from ..errors import RecipeError
+from ..generation.backends import open_backend, pick_backend, sampling_dtype
+from ..generation.prompts import PromptRenderer, check_lengths, read_prompts
+from ..models.loading import load_tokenizer, resolve_model_path
+from .shards import ShardedOutput, fingerprint
+
+logger = logging.getLogger("simpo")
+
+
+def run_generate(model_config, config: GenerateConfig, check=None) -> str:
+    """Generate into `config.output`, continuing from its finished shards; returns the folder.
+
+    `check(rows)`, when given, inspects the prompt rows before any generation (the pipeline checks
+    that programmatic rewards find their reference answers)."""
+    from tqdm.auto import tqdm
+    from transformers import AutoConfig
+
+    config.validate()
+    backend_name = pick_backend(config.backend)
+    tokenizer = load_tokenizer(model_config)
+    renderer = PromptRenderer(tokenizer)
+    model_path = resolve_model_path(model_config.model_name_or_path)
+    context = getattr(AutoConfig.from_pretrained(model_path, trust_remote_code=model_config.trust_remote_code), "max_position_embeddings", None)
+    if context is not None and config.max_new_tokens >= context:
+        raise RecipeError(f"generate.max_new_tokens ({config.max_new_tokens}) leaves no room for a prompt in the model's {context} positions")
+    rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts)
+    rows, prompt_ids, too_long = check_lengths(rows, renderer, context - config.max_new_tokens if context else float("inf"), config.prompts)
+    skipped += too_long
+    if not rows:
+        raise RecipeError(f"no usable prompts in {config.prompts} ({dict(skipped)})")
+    if check is not None:
+        check(rows)
+    dtype = sampling_dtype(config.dtype or model_config.torch_dtype, "generate.dtype")
+    settings = {
+        "stage": "generate", "model": model_config.model_name_or_path, "prompts": fingerprint(prompt_ids),
+        "seeds": config.seeds, "temperature": config.temperature, "top_p": config.top_p,
+        "max_new_tokens": config.max_new_tokens, "backend": backend_name, "dtype": dtype,
+    }
+    output = ShardedOutput(config.output, settings, len(rows), config.shard_size)
+    pending = output.pending()
+    if pending:
+        logger.info("generate: %d prompts x %d seeds, %d of %d shards to do", len(rows), len(config.seeds), len(pending), output.shard_count)
+        backend = open_backend(backend_name, model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
+        done = len(rows) - sum(len(output.shard_rows(i)) for i in pending)
+        progress = tqdm(total=len(rows), initial=done, unit="prompt", desc="generate")
+        start, tokens = time.perf_counter(), 0
+        for index in pending:
+            numbers = list(output.shard_rows(index))
+            responses = []
+            for seed in config.seeds:
+                # vLLM seeds each request; transformers samples a batch at a time (see the module doc).
+                shard_seed = seed if backend_name == "vllm" else seed * 1_000_003 + index * 1_009
+                texts, count = backend.generate([prompt_ids[i] for i in numbers], shard_seed, config.temperature, config.top_p, config.max_new_tokens)
+                responses.append(texts)
+                tokens += count
+            output.write(index, [
+                {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": [r[j] for r in responses],
+                 "seeds": config.seeds, "row": rows[i].row, **rows[i].extra}
+                for j, i in enumerate(numbers)
+            ])
+            progress.update(len(numbers))
+            progress.set_postfix(tokens_per_s=f"{tokens / (time.perf_counter() - start):.0f}")
+        progress.close()
+    output.mark_complete()
+    if skipped:
+        logger.warning("generate: skipped %d prompts: %s", sum(skipped.values()), ", ".join(f"{n} {why}" for why, n in skipped.items()))
+    return config.output

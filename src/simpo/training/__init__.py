@@ -1,0 +1,1 @@
+"""Training: the `transformers.Trainer` subclass, the losses, reference log-probs."""
