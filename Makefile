@@ -19,6 +19,7 @@ run: model
 	.venv/bin/simpo pipeline recipes/smollm2-135m-pipeline.yaml
 
 test: model
+	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest tests
 
 bench: model

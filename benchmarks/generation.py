@@ -28,7 +28,7 @@ def main() -> None:
 
     from simpo.data.bundled import make_prompts
     from simpo.generation.backends import TransformersBackend
-from simpo.generation.prompts import PromptRenderer, prompt_messages
+    from simpo.generation.prompts import PromptRenderer, prompt_messages
     from simpo.models.bundled import bundled_model_dir
 
     folder = bundled_model_dir("smollm2-135m-instruct")

@@ -106,8 +106,8 @@ def max_rel_grad(got: dict, reference: dict) -> float:
 def correctness(options) -> list[dict]:
     from transformers import AutoTokenizer
 
-    from simpo.ops.attention import use_per_sequence_attention
     from simpo.data.collate import PairCollator
+    from simpo.ops.attention import use_per_sequence_attention
     from simpo.ops.logprobs import response_logps
 
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -42,13 +42,13 @@ METHODS = {
 
 def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
     from transformers import AutoTokenizer
+    from ufshape import uf_shaped_rows
 
     import simpo.training.trainer
-    from simpo.ops.allocator import keep_freed_memory
     from simpo.config.recipe import build_recipe
     from simpo.data.dataset import build_pair_datasets
     from simpo.data.encode import PairEncoder
-    from ufshape import uf_shaped_rows
+    from simpo.ops.allocator import keep_freed_memory
 
     keep_freed_memory()  # as the simpo command does
     max_length, prompt_median, response_median, prompt_cap, response_cap, _, checkpointing = SETTINGS["smollm2"]
@@ -135,7 +135,7 @@ def main() -> None:
         return
     results = []
     for method in options.methods.split(","):
-        results.append(timed_then_sampled(lambda measure: run_worker(method, options.dtype, options.steps, measure)))
+        results.append(timed_then_sampled(lambda measure, method=method: run_worker(method, options.dtype, options.steps, measure)))
         print(json.dumps(results[-1]), flush=True)
     where = torch.cuda.get_device_name() if device() == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\nSmolLM2-135M-Instruct, {options.dtype}, 2 pairs a step, {options.steps} steps, on {where}")

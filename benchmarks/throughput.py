@@ -161,7 +161,6 @@ class PeakMemory:
 def worker(options) -> dict:
     from datasets import Dataset
     from transformers import AutoTokenizer
-
     from ufshape import uf_shaped_rows
 
     max_length, prompt_median, response_median, prompt_cap, response_cap, steps, checkpointing = SETTINGS[options.model]

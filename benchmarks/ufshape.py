@@ -43,7 +43,7 @@ def uf_shaped_rows(tokenizer, count: int, seed: int = 0, prompt_median: int = 12
         prompt_len = int(np.clip(rng.lognormal(np.log(prompt_median), 0.6), 16, prompt_cap))
         chosen_len, rejected_len = np.clip(rng.lognormal(np.log(response_median), 0.6, size=2), 8, response_cap).astype(int)
 
-        def cut(text: str, length: int) -> str:
+        def cut(text: str, length: int, i: int = i) -> str:
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             while len(ids) < length:  # a short question: continue with the next ones
                 ids += tokenizer("\n\n" + triples[(i + len(ids)) % len(triples)][0], add_special_tokens=False)["input_ids"]

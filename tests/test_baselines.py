@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import train_tiny, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import simpo.training.reference as reference
@@ -20,7 +21,6 @@ from simpo.data.dataset import build_pair_datasets
 from simpo.data.encode import PairEncoder
 from simpo.ops.logprobs import response_logps
 from simpo.training.trainer import SimPOTrainer
-from conftest import train_tiny, write_jsonl
 
 
 @pytest.fixture(autouse=True, scope="module")

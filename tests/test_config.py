@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from conftest import REPO
 
 from simpo.cli import main
-from simpo.errors import RecipeError
 from simpo.config.recipe import build_recipe, load_recipe, parse_overrides
-from conftest import REPO
+from simpo.errors import RecipeError
 
 BASE = {"model_name_or_path": "smollm2-135m-instruct", "dataset_mixer": {"data/verifiable-prefs": 1.0}}
 

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from conftest import write_jsonl
 
 from simpo.config.recipe import DataConfig
 from simpo.data.chat import stop_token_ids
@@ -10,7 +11,6 @@ from simpo.data.collate import PairCollator
 from simpo.data.dataset import build_pair_datasets
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import DataError, Pair, read_pair
-from conftest import write_jsonl
 
 USER = {"role": "user", "content": "What is 2 + 3?"}
 RIGHT = {"role": "assistant", "content": "2 + 3 = 5."}

@@ -12,20 +12,20 @@ import time
 import pytest
 import torch
 import yaml
+from conftest import REPO, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-from simpo.stages.binarize import binarize_row
 from simpo.cli import main
-from simpo.errors import RecipeError
+from simpo.config.pipeline import load_pipeline
 from simpo.data.bundled import make_prompts, make_rows
 from simpo.data.rows import read_pair
+from simpo.errors import RecipeError
 from simpo.generation.backends import TransformersBackend
 from simpo.generation.prompts import PromptRenderer, prompt_messages
 from simpo.rewards.programmatic import constraints_met, numeric_answer
 from simpo.rewards.reward_model import RewardModel, check_reward_model
+from simpo.stages.binarize import binarize_row
 from simpo.stages.shards import read_stage
-from simpo.config.pipeline import load_pipeline
-from conftest import REPO, write_jsonl
 
 
 def test_numeric_answer_reads_the_last_number():

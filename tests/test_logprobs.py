@@ -4,11 +4,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from simpo.ops.attention import use_per_sequence_attention
 from simpo.data.bundled import make_rows
 from simpo.data.collate import PairCollator
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import read_pair
+from simpo.ops.attention import use_per_sequence_attention
 from simpo.ops.logprobs import response_logps
 
 
@@ -101,7 +101,7 @@ def spans(feats, share_prompt):
             start += p + c + r
     if not share_prompt:  # all chosen sequences, then all rejected ones, each with its prompt
         for side in (0, 1):
-            for i, f in enumerate(feats):
+            for f in feats:
                 p, n = len(f["prompt_ids"]), len(f["prompt_ids"]) + len(f["chosen_ids" if side == 0 else "rejected_ids"])
                 out.append((range(start, start + p), range(start + p, start + n)))
                 start += n

@@ -66,9 +66,18 @@ def test_unknown_loss_type_raises():
 # ---- The paper's baselines: each against its formula written out here in float64 with math. ----
 from types import SimpleNamespace  # noqa: E402
 
-from simpo.training.losses import LOSSES  # noqa: E402
 from simpo.training.losses import (  # noqa: E402
-    PairLogps, cpo_loss, dpo_loss, ipo_loss, kto_pair_loss, orpo_loss, preference_loss, rdpo_loss, rrhf_loss, slic_hf_loss,
+    LOSSES,  # noqa: E402
+    PairLogps,
+    cpo_loss,
+    dpo_loss,
+    ipo_loss,
+    kto_pair_loss,
+    orpo_loss,
+    preference_loss,
+    rdpo_loss,
+    rrhf_loss,
+    slic_hf_loss,
 )
 
 

@@ -6,18 +6,18 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import train_tiny, write_jsonl
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from simpo.ops.attention import use_per_sequence_attention
 from simpo.cli import main
 from simpo.config.recipe import build_recipe
 from simpo.data.bundled import make_rows
 from simpo.data.collate import PairCollator
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import read_pair
+from simpo.ops.attention import use_per_sequence_attention
 from simpo.ops.logprobs import response_logps
-from conftest import train_tiny, write_jsonl
 
 
 def plain_average_logps(model, tokenizer, rows, side):

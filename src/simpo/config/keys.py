@@ -1,6 +1,6 @@
 """Recipe keys described once, on their dataclass fields, for `simpo COMMAND --help` and the docs.
 
-Every key is a dataclass field whose `metadata["help"]` holds one line of meaning (the convention of
+Every key is a dataclass field (made with `recipe_key`) whose `metadata["help"]` holds one line of meaning (the convention of
 `transformers.TrainingArguments`, whose own fields are described the same way). `key_rows` reads
 them back as (name, type, default, help), which the command-line help prints and
 `docs/recipe-keys.md` is generated from (`python -m simpo.config.keys > docs/recipe-keys.md`).
@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 
-def key(default: Any = None, help: str = "", factory=None):
+def recipe_key(default: Any = None, help: str = "", factory=None):
     """A recipe key: its default (or a factory for a mutable one) and one line of meaning."""
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"help": help})

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..models.precision import DTYPES
-from .keys import key
+from .keys import recipe_key
 from .recipe import Recipe, build_recipe, parse_overrides, read_recipe_file
 
 BACKENDS = ("auto", "transformers", "vllm")
@@ -43,18 +43,18 @@ def _check_dtype(value: Any, key: str) -> None:
 
 @dataclass
 class GenerateConfig:
-    prompts: str = key("", "A file, folder or hub dataset whose rows have 'prompt' (text or messages) (required)")
-    split: str = key("train", "The split of the prompts")
-    max_prompts: int | None = key(None, "Only the first N prompts; unset: all")
-    seeds: list[int] = key(help="One sample per seed (the official five)", factory=lambda: [13, 21, 42, 79, 100])
-    temperature: float = key(0.8, "Sampling temperature; 0 is greedy")
-    top_p: float = key(0.95, "Nucleus sampling: keep the most probable tokens up to this mass (no top-k)")
-    max_new_tokens: int = key(4096, "Token limit of each response")
-    batch_size: int = key(32, "Prompts per batch (transformers backend)")
-    shard_size: int = key(64, "Prompts per shard: the most work a kill can lose")
-    backend: str = key("auto", "transformers, vllm, or auto: vllm when it is installed and a GPU is present")
-    dtype: str | None = key(None, "Weights dtype while sampling: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
-    output: str = key("", "Output folder; unset: RUN_DIR/generations")
+    prompts: str = recipe_key("", "A file, folder or hub dataset whose rows have 'prompt' (text or messages) (required)")
+    split: str = recipe_key("train", "The split of the prompts")
+    max_prompts: int | None = recipe_key(None, "Only the first N prompts; unset: all")
+    seeds: list[int] = recipe_key(help="One sample per seed (the official five)", factory=lambda: [13, 21, 42, 79, 100])
+    temperature: float = recipe_key(0.8, "Sampling temperature; 0 is greedy")
+    top_p: float = recipe_key(0.95, "Nucleus sampling: keep the most probable tokens up to this mass (no top-k)")
+    max_new_tokens: int = recipe_key(4096, "Token limit of each response")
+    batch_size: int = recipe_key(32, "Prompts per batch (transformers backend)")
+    shard_size: int = recipe_key(64, "Prompts per shard: the most work a kill can lose")
+    backend: str = recipe_key("auto", "transformers, vllm, or auto: vllm when it is installed and a GPU is present")
+    dtype: str | None = recipe_key(None, "Weights dtype while sampling: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
+    output: str = recipe_key("", "Output folder; unset: RUN_DIR/generations")
 
     def validate(self) -> None:
         if not self.prompts:
@@ -78,10 +78,10 @@ class GenerateConfig:
 
 @dataclass
 class AnnotateConfig:
-    rewards: list[dict] = key(help="A list of {type: numeric_answer | constraints | reward_model, weight, ...}, summed with their weights (required)", factory=list)
-    input: str = key("", "Generated responses; unset: RUN_DIR/generations")
-    shard_size: int = key(64, "Prompts per shard: the most work a kill can lose")
-    output: str = key("", "Output folder; unset: RUN_DIR/scores")
+    rewards: list[dict] = recipe_key(help="A list of {type: numeric_answer | constraints | reward_model, weight, ...}, summed with their weights (required)", factory=list)
+    input: str = recipe_key("", "Generated responses; unset: RUN_DIR/generations")
+    shard_size: int = recipe_key(64, "Prompts per shard: the most work a kill can lose")
+    output: str = recipe_key("", "Output folder; unset: RUN_DIR/scores")
 
     def validate(self) -> None:
         if not isinstance(self.rewards, list) or not self.rewards:
@@ -106,11 +106,11 @@ class AnnotateConfig:
 
 @dataclass
 class BinarizeConfig:
-    input: str = key("", "Scored responses; unset: RUN_DIR/scores")
-    test_size: float = key(0.05, "Held-out pairs: a fraction of the prompts (below 1) or a count")
-    min_score_gap: float = key(0.0, "Drop prompts whose best and worst scores differ by less")
-    seed: int = key(42, "Seed of the train/test split")
-    output: str = key("", "Output folder (train.jsonl, test.jsonl); unset: RUN_DIR/pairs")
+    input: str = recipe_key("", "Scored responses; unset: RUN_DIR/scores")
+    test_size: float = recipe_key(0.05, "Held-out pairs: a fraction of the prompts (below 1) or a count")
+    min_score_gap: float = recipe_key(0.0, "Drop prompts whose best and worst scores differ by less")
+    seed: int = recipe_key(42, "Seed of the train/test split")
+    output: str = recipe_key("", "Output folder (train.jsonl, test.jsonl); unset: RUN_DIR/pairs")
 
     def validate(self) -> None:
         size = _number(self.test_size, "binarize.test_size")
@@ -122,13 +122,13 @@ class BinarizeConfig:
 
 @dataclass
 class EvaluateConfig:
-    prompts: str = key("", "Held-out prompts with reference answers; unset: generate.prompts")
-    split: str = key("test", "The split of the held-out prompts")
-    max_prompts: int | None = key(None, "Only the first N prompts; unset: all")
-    max_new_tokens: int = key(512, "Token limit of each greedy answer")
-    batch_size: int = key(32, "Prompts per batch")
-    dtype: str | None = key(None, "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
-    output: str = key("", "Output folder; unset: RUN_DIR/eval")
+    prompts: str = recipe_key("", "Held-out prompts with reference answers; unset: generate.prompts")
+    split: str = recipe_key("test", "The split of the held-out prompts")
+    max_prompts: int | None = recipe_key(None, "Only the first N prompts; unset: all")
+    max_new_tokens: int = recipe_key(512, "Token limit of each greedy answer")
+    batch_size: int = recipe_key(32, "Prompts per batch")
+    dtype: str | None = recipe_key(None, "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
+    output: str = recipe_key("", "Output folder; unset: RUN_DIR/eval")
 
     def validate(self) -> None:
         _positive_int(self.max_new_tokens, "evaluate.max_new_tokens")

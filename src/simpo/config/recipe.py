@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,8 @@ from transformers import TrainingArguments
 
 from ..errors import RecipeError
 from ..models.precision import DTYPES, resolve_bf16
-from .keys import key
 from ..training.losses import HYPERPARAMETER_LIMITS, LOSSES
-
+from .keys import recipe_key
 
 REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")  # only losses with a reference take them
 _LOSS_HYPERPARAMETERS = sorted({key for loss in LOSSES.values() for key in loss.keys})
@@ -30,20 +29,20 @@ TRUNCATION_MODES = ("keep_end", "keep_start")
 
 @dataclass
 class ModelConfig:
-    model_name_or_path: str = key("", "A model folder, a hub name, or the bundled alias smollm2-135m-instruct (required)")
-    model_revision: str = key("main", "Hub revision (branch, tag or commit) of the model")
-    torch_dtype: str | None = key(None, "Weights dtype: float32, bfloat16, float16, or auto (bf16 where the machine computes it natively, else fp32); unset: float32")
-    attn_implementation: str | None = key(None, "Attention kernel passed to from_pretrained: eager, sdpa, flash_attention_2; unset: transformers' choice")
-    trust_remote_code: bool = key(False, "Allow the model's own code from its folder or hub repository")
-    chat_template: str | None = key(None, "A Jinja chat template that replaces the tokenizer's own (needed when it has none)")
-    ref_model_name_or_path: str | None = key(None, "Reference model of dpo, ipo, kto_pair and rdpo; unset: the initial policy")
+    model_name_or_path: str = recipe_key("", "A model folder, a hub name, or the bundled alias smollm2-135m-instruct (required)")
+    model_revision: str = recipe_key("main", "Hub revision (branch, tag or commit) of the model")
+    torch_dtype: str | None = recipe_key(None, "Weights dtype: float32, bfloat16, float16, or auto (bf16 where the machine computes it natively, else fp32); unset: float32")
+    attn_implementation: str | None = recipe_key(None, "Attention kernel passed to from_pretrained: eager, sdpa, flash_attention_2; unset: transformers' choice")
+    trust_remote_code: bool = recipe_key(False, "Allow the model's own code from its folder or hub repository")
+    chat_template: str | None = recipe_key(None, "A Jinja chat template that replaces the tokenizer's own (needed when it has none)")
+    ref_model_name_or_path: str | None = recipe_key(None, "Reference model of dpo, ipo, kto_pair and rdpo; unset: the initial policy")
 
 
 @dataclass
 class DataConfig:
-    dataset_mixer: dict[str, float] = key(help="{source: fraction}: files, folders or hub datasets; a fraction below 1 subsamples a training source (required)", factory=dict)
-    dataset_splits: list[str] = key(help="Split names: one containing 'train' trains, one containing 'test' evaluates", factory=lambda: ["train", "test"])
-    preprocessing_num_workers: int | None = key(None, "Processes for tokenization (used above 1,000 rows)")
+    dataset_mixer: dict[str, float] = recipe_key(help="{source: fraction}: files, folders or hub datasets; a fraction below 1 subsamples a training source (required)", factory=dict)
+    dataset_splits: list[str] = recipe_key(help="Split names: one containing 'train' trains, one containing 'test' evaluates", factory=lambda: ["train", "test"])
+    preprocessing_num_workers: int | None = recipe_key(None, "Processes for tokenization (used above 1,000 rows)")
 
 
 @dataclass
@@ -54,26 +53,26 @@ class SimPOConfig(TrainingArguments):
     those that do not belong to it stay None.
     """
 
-    loss_type: str = key("simpo", f"The loss: simpo (alias sigmoid) or hinge, or a baseline: {', '.join(list(LOSSES)[3:])}")
-    beta: float | None = key(None, "SimPO's reward scale beta (and the baselines' beta); default 2.0 for SimPO, 0.1 for the baselines")
-    gamma_beta_ratio: float | None = key(None, "SimPO's target margin over beta, gamma/beta (default 0.25)")
-    label_smoothing: float | None = key(None, "Label smoothing of the sigmoid SimPO loss, in [0, 0.5) (default 0)")
-    sft_weight: float | None = key(None, "Weight of the chosen responses' token-mean NLL added to the SimPO loss (default 0)")
-    tau: float | None = key(None, "IPO's tau (default 0.1)")
-    nll_weight: float | None = key(None, "Weight of the NLL term of cpo, rrhf and slic_hf (default 1.0)")
-    desirable_weight: float | None = key(None, "kto_pair's weight of the chosen responses (default 1.0)")
-    undesirable_weight: float | None = key(None, "kto_pair's weight of the rejected responses (default 1.0)")
-    orpo_lambda: float | None = key(None, "ORPO's weight of the odds-ratio term (default 0.1)")
-    rdpo_alpha: float | None = key(None, "R-DPO's length penalty per token (default 0.05)")
-    slic_delta: float | None = key(None, "SLiC-HF's margin delta (default 1.0)")
-    precompute_ref_logps: bool = key(True, "Reference losses: compute the reference log-probs once before training and cache them (false: a live reference model)")
-    max_length: int = key(1024, "Token limit of prompt + response")
-    max_prompt_length: int = key(512, "Token limit of an over-long prompt after truncation (below max_length)")
-    truncation_mode: str = key("keep_end", "Which part of an over-long prompt to keep: keep_end or keep_start")
-    disable_dropout: bool = key(True, "Set every dropout to 0, as the official trainer does")
-    padding_free: bool = key(True, "Pack a micro-batch's chosen and rejected sequences into one row without padding (exact)")
-    share_prompt: bool = key(True, "In a packed row, each pair's prompt once for both responses (eager and SDPA attention; exact)")
-    logps_chunk_size: int = key(256, "Response tokens per chunk of output head + log-softmax, recomputed in backward; 0: the model's own head")
+    loss_type: str = recipe_key("simpo", f"The loss: simpo (alias sigmoid) or hinge, or a baseline: {', '.join(list(LOSSES)[3:])}")
+    beta: float | None = recipe_key(None, "SimPO's reward scale beta (and the baselines' beta); default 2.0 for SimPO, 0.1 for the baselines")
+    gamma_beta_ratio: float | None = recipe_key(None, "SimPO's target margin over beta, gamma/beta (default 0.25)")
+    label_smoothing: float | None = recipe_key(None, "Label smoothing of the sigmoid SimPO loss, in [0, 0.5) (default 0)")
+    sft_weight: float | None = recipe_key(None, "Weight of the chosen responses' token-mean NLL added to the SimPO loss (default 0)")
+    tau: float | None = recipe_key(None, "IPO's tau (default 0.1)")
+    nll_weight: float | None = recipe_key(None, "Weight of the NLL term of cpo, rrhf and slic_hf (default 1.0)")
+    desirable_weight: float | None = recipe_key(None, "kto_pair's weight of the chosen responses (default 1.0)")
+    undesirable_weight: float | None = recipe_key(None, "kto_pair's weight of the rejected responses (default 1.0)")
+    orpo_lambda: float | None = recipe_key(None, "ORPO's weight of the odds-ratio term (default 0.1)")
+    rdpo_alpha: float | None = recipe_key(None, "R-DPO's length penalty per token (default 0.05)")
+    slic_delta: float | None = recipe_key(None, "SLiC-HF's margin delta (default 1.0)")
+    precompute_ref_logps: bool = recipe_key(True, "Reference losses: compute the reference log-probs once before training and cache them (false: a live reference model)")
+    max_length: int = recipe_key(1024, "Token limit of prompt + response")
+    max_prompt_length: int = recipe_key(512, "Token limit of an over-long prompt after truncation (below max_length)")
+    truncation_mode: str = recipe_key("keep_end", "Which part of an over-long prompt to keep: keep_end or keep_start")
+    disable_dropout: bool = recipe_key(True, "Set every dropout to 0, as the official trainer does")
+    padding_free: bool = recipe_key(True, "Pack a micro-batch's chosen and rejected sequences into one row without padding (exact)")
+    share_prompt: bool = recipe_key(True, "In a packed row, each pair's prompt once for both responses (eager and SDPA attention; exact)")
+    logps_chunk_size: int = recipe_key(256, "Response tokens per chunk of output head + log-softmax, recomputed in backward; 0: the model's own head")
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False
 

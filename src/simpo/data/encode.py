@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .chat import fold_system, render, template_shows_system
 from ..errors import DataError
+from .chat import fold_system, render, template_shows_system
 from .rows import Pair
 
 

@@ -8,7 +8,6 @@ from .bundled import BUNDLED, bundled_model_dir
 from .precision import DTYPES, resolve_dtype
 
 
-
 def resolve_model_path(name: str) -> str:
     return str(bundled_model_dir(name)) if name in BUNDLED else name
 

@@ -36,7 +36,7 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def native_bf16(device: str = "cpu") -> tuple[bool, str]:
     """Whether `device` ("cpu" or "cuda") computes bf16 natively, and why, in words."""
     if device == "cuda":

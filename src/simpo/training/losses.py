@@ -13,12 +13,11 @@ SimPO: Meng, Xia, Chen 2024, arXiv 2405.14734; its Table 3 lists the baselines i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
 
 
 def simpo_loss(chosen_logps, rejected_logps, beta: float, gamma_beta_ratio: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0):
@@ -118,7 +117,7 @@ class PairLogps:
     ref_rejected: torch.Tensor | None = None
 
     @classmethod
-    def split(cls, sums, counts, ref_sums=None) -> "PairLogps":
+    def split(cls, sums, counts, ref_sums=None) -> PairLogps:
         """From per-sequence values laid out as the collator stacks them: B chosen, then B rejected."""
         pairs = sums.shape[0] // 2
         ref = (ref_sums[:pairs].to(sums.dtype), ref_sums[pairs:].to(sums.dtype)) if ref_sums is not None else (None, None)
