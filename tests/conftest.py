@@ -1,26 +1,17 @@
-"""Shared fixtures: the bundled SmolLM2 tokenizer, a Gemma-style tokenizer trained here, and tiny
-random Llama and Gemma-2 models built from real `transformers` configs and saved as HF folders."""
+"""Shared fixtures: the bundled SmolLM2 tokenizer, a Gemma-style tokenizer trained here, tiny
+random Llama and Gemma-2 models built from real `transformers` configs and saved as HF folders, one
+torch thread, and a reference log-prob cache in the test's own folder. Helpers live in `helpers.py`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import GEMMA_TEMPLATE
 
 from simpo.data.bundled import make_rows
 from simpo.models.bundled import bundled_model_dir
-
-REPO = Path(__file__).resolve().parents[1]
-
-# Gemma-2's chat format: BOS from the template, no system role, "model" as the assistant's role.
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
-    "{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
-)
 
 
 @pytest.fixture(scope="session")
@@ -105,23 +96,18 @@ def tiny_model_dir(tmp_path_factory, smollm2_tokenizer, gemma_tokenizer):
     return build
 
 
-def train_tiny(folder: Path, recipe) -> list[dict]:
-    """Train a tiny model folder with `recipe` (max_length 128, prompt 64); the logged training entries."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from simpo.data.dataset import build_pair_datasets
-    from simpo.data.encode import PairEncoder
-    from simpo.training.trainer import SimPOTrainer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    train, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, 128, 64))
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    trainer = SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=train)
-    trainer.train()
-    return [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+@pytest.fixture
+def one_thread():
+    # The tiny models' ops are too small to gain from threads; on a shared 2-core machine a second
+    # thread waiting for a busy core makes every op many times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+@pytest.fixture
+def cache_in_tmp(tmp_path, monkeypatch):
+    """SIMPO_HOME in the test's folder; the reference log-prob cache folder it holds."""
+    monkeypatch.setenv("SIMPO_HOME", str(tmp_path / "simpo-home"))
+    return tmp_path / "simpo-home" / "ref-logps"

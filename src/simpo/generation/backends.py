@@ -12,7 +12,7 @@ import dataclasses
 import importlib.util
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import DynamicCache
 
 from ..errors import RecipeError
 from ..models.loading import load_model, resolve_model_path
@@ -32,24 +32,59 @@ class TransformersBackend:
         for i, ids in enumerate(prompts):  # left padding: every prompt ends where generation starts
             input_ids[i, width - len(ids) :] = torch.tensor(ids)
             attention_mask[i, width - len(ids) :] = 1
-        sampling = {"do_sample": False}
-        if temperature > 0:  # our processor applies temperature and top-p; transformers' own stay off
-            sampling = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
-                        "logits_processor": LogitsProcessorList([NucleusSampling(temperature, top_p)])}
+        sampler = NucleusSampling(temperature, top_p) if temperature > 0 else None
         if seed is not None:
             torch.manual_seed(seed)
         device = self.model.device
         with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), max_new_tokens=max_new_tokens,
-                eos_token_id=self.stop_ids, pad_token_id=pad, **sampling,
-            )
+            output = self._decode(input_ids.to(device), attention_mask.to(device), sampler, max_new_tokens, pad)
         texts, tokens = [], 0
-        for new in output[:, width:].tolist():
+        for new in output:
             end = next((i for i, token in enumerate(new) if token in self.stop_ids), None)
             tokens += len(new) if end is None else end + 1
             texts.append(self.tokenizer.decode(new[:end], skip_special_tokens=True).strip())
         return texts, tokens
+
+    def _decode(self, input_ids, attention_mask, sampler, max_new_tokens: int, pad: int) -> list[list[int]]:
+        """The new tokens of each row, up to and including its stop token, at most `max_new_tokens`.
+
+        Greedy without a sampler; with one, a token is drawn from softmax(sampler(logits)) by
+        `torch.multinomial`, as transformers' sampling does. A finished row is fed padding until
+        an eighth of the batch is finished, and then those rows leave the batch with their cache
+        rows, so the batch does not carry finished rows to the length of its longest answer.
+        """
+        model, rows = self.model, input_ids.shape[0]
+        stops = torch.tensor(self.stop_ids, device=input_ids.device)
+        new: list[list[int]] = [[] for _ in range(rows)]
+        active = torch.arange(rows, device=input_ids.device)  # the batch's rows, as input rows
+        finished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        positions = positions[:, -1:]
+        for step in range(max_new_tokens):
+            if sampler is None:
+                tokens = logits.argmax(-1)
+            else:
+                tokens = torch.multinomial(sampler(None, logits).softmax(-1), num_samples=1).squeeze(1)
+            tokens = tokens.masked_fill(finished, pad)
+            for row, token, done in zip(active.tolist(), tokens.tolist(), finished.tolist()):
+                if not done:
+                    new[row].append(token)
+            finished |= torch.isin(tokens, stops)
+            if step + 1 == max_new_tokens or bool(finished.all()):
+                break
+            if int(finished.sum()) * 8 >= finished.numel():
+                keep = (~finished).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                active, tokens, attention_mask, positions = active[keep], tokens[keep], attention_mask[keep], positions[keep]
+                finished = finished[keep]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
+            positions = positions + 1
+            logits = model(input_ids=tokens.unsqueeze(1), attention_mask=attention_mask, position_ids=positions,
+                           past_key_values=cache, use_cache=True).logits[:, -1].float()
+        return new
 
     def generate(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float, max_new_tokens: int):
         """One response per prompt (in the given order) and the number of tokens generated."""
@@ -72,6 +107,47 @@ class VLLMBackend:
 
         self.llm = LLM(model=model_path, dtype=dtype or "auto", trust_remote_code=trust_remote_code)
         self.stop_ids = stop_ids
+
+    def _decode(self, input_ids, attention_mask, sampler, max_new_tokens: int, pad: int) -> list[list[int]]:
+        """The new tokens of each row, up to and including its stop token, at most `max_new_tokens`.
+
+        Greedy without a sampler; with one, a token is drawn from softmax(sampler(logits)) by
+        `torch.multinomial`, as transformers' sampling does. A finished row is fed padding until
+        an eighth of the batch is finished, and then those rows leave the batch with their cache
+        rows, so the batch does not carry finished rows to the length of its longest answer.
+        """
+        model, rows = self.model, input_ids.shape[0]
+        stops = torch.tensor(self.stop_ids, device=input_ids.device)
+        new: list[list[int]] = [[] for _ in range(rows)]
+        active = torch.arange(rows, device=input_ids.device)  # the batch's rows, as input rows
+        finished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        positions = positions[:, -1:]
+        for step in range(max_new_tokens):
+            if sampler is None:
+                tokens = logits.argmax(-1)
+            else:
+                tokens = torch.multinomial(sampler(None, logits).softmax(-1), num_samples=1).squeeze(1)
+            tokens = tokens.masked_fill(finished, pad)
+            for row, token, done in zip(active.tolist(), tokens.tolist(), finished.tolist()):
+                if not done:
+                    new[row].append(token)
+            finished |= torch.isin(tokens, stops)
+            if step + 1 == max_new_tokens or bool(finished.all()):
+                break
+            if int(finished.sum()) * 8 >= finished.numel():
+                keep = (~finished).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                active, tokens, attention_mask, positions = active[keep], tokens[keep], attention_mask[keep], positions[keep]
+                finished = finished[keep]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
+            positions = positions + 1
+            logits = model(input_ids=tokens.unsqueeze(1), attention_mask=attention_mask, position_ids=positions,
+                           past_key_values=cache, use_cache=True).logits[:, -1].float()
+        return new
 
     def generate(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float, max_new_tokens: int):
         from vllm import SamplingParams

@@ -9,8 +9,8 @@ class NucleusSampling:
     """Temperature, then top-p (keep the most probable tokens until their mass reaches `top_p`),
     as transformers' and vLLM's samplers define it, without sorting the whole vocabulary: the
     `candidates` most probable tokens of a row hold its nucleus unless their mass is below `top_p`,
-    and only such rows are sorted in full. Sorting 49,152 logits per row and step is what made
-    sampling twice as slow as greedy decoding on the CPU."""
+    and only such rows are sorted in full: sorting the whole vocabulary for every row and step
+    dominates a CPU decode step."""
 
     def __init__(self, temperature: float, top_p: float, candidates: int = 256):
         self.temperature, self.top_p, self.candidates = temperature, top_p, candidates

@@ -74,9 +74,8 @@ STANDARD_EAGER = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "phi3", "gemm
 
 def _blocked(module, name: str, query: torch.Tensor, kwargs: dict) -> bool:
     """Whether `blocked_attention` computes this call: on the CPU, for the standard eager attention
-    (it keeps no [heads, L, L] matrix), and for SDPA in bf16 (faster than torch's CPU flash kernel
-    at 300 to 1,200 tokens: 1.9x to 2.5x with freed memory kept for reuse, as the `simpo` command
-    sets it, 1.3x to 1.5x with glibc's default; in fp32 that kernel is the faster one)."""
+    (it keeps no [heads, L, L] matrix), and for SDPA in bf16, where it is faster than torch's CPU
+    flash kernel (in fp32 that kernel is the faster one; docs/performance.md)."""
     if query.device.type != "cpu" or kwargs.get("dropout") or kwargs.get("s_aux") is not None:
         return False
     if name == "eager":
@@ -139,8 +138,8 @@ def use_per_sequence_attention(model) -> bool:
     wrapped = PREFIX + name
     if name == "sdpa" and torch.cuda.is_available():
         # cuDNN's SDPA builds an execution plan for every new sequence length, and per-sequence
-        # calls meet several new lengths a step: measured on an H100, that made packed steps 3.5x
-        # slower (0.83 s against 0.24 s with it off); the flash and memory-efficient kernels remain.
+        # calls meet several new lengths a step, which makes packed steps several times slower;
+        # the flash and memory-efficient kernels remain.
         torch.backends.cuda.enable_cudnn_sdp(False)
     if wrapped not in AttentionInterface._global_mapping:
         AttentionInterface.register(wrapped, _per_sequence(name))

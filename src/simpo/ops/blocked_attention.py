@@ -7,11 +7,9 @@ the query at position i when i - window < j <= i, as transformers masks it). A s
 may be the last rows of its keys only: a shared prompt's second response, whose keys are the
 prompt's and its own.
 
-Why: on the CPU, torch's flash-attention kernel for SDPA runs bf16 training at about a tenth of the
-bf16 matmul rate (measured: 21 ms forward and backward for one 700-token sequence of SmolLM2's 9
-heads, against 8.4 ms here with freed memory kept for reuse, as `allocator.py` sets it, and 13 to
-15 ms with glibc's default, whose fresh pages fault on first touch), and eager attention keeps
-every [heads, L, L] probability matrix for the backward pass. Here each block of queries is two
+Why: on the CPU, torch's flash-attention kernel for SDPA runs bf16 training at a small fraction of
+the bf16 matmul rate, and eager attention keeps every [heads, L, L] probability matrix for the
+backward pass (figures in docs/performance.md). Here each block of queries is two
 batched matmuls and one fused softmax, against the keys up to the block's last position only (the
 causal half); the backward pass recomputes the block's probabilities instead of storing them, so
 the memory kept is that of q, k and v. Grouped query heads share their key-value head without
@@ -27,7 +25,7 @@ from functools import lru_cache
 
 import torch
 
-BLOCK = 256  # queries per block (fastest of 128, 256, 512 on this 2-core CPU for 300-1200 tokens)
+BLOCK = 256  # queries per block: the fastest of 128, 256 and 512 for sequences of 300 to 1,200 tokens
 
 
 def blocked_attention(query, key, value, sequences, scaling: float, softcap: float | None = None, window: int | None = None):

@@ -1,9 +1,10 @@
-"""Recipes: loading, overrides, validation errors, and the CLI's --dry-run."""
+"""Recipes: loading, overrides, validation errors (a pipeline recipe's keys named too), and the
+CLI's --dry-run and errors on a recipe."""
 
 import json
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from simpo.cli import main
 from simpo.config.recipe import build_recipe, load_recipe, parse_overrides
@@ -135,3 +136,9 @@ def test_cli_reports_unknown_key_before_loading(capsys):
 def test_missing_recipe_file(capsys):
     assert main(["train", "nowhere.yaml", "--dry-run"]) == 2
     assert "recipe file nowhere.yaml does not exist" in capsys.readouterr().err
+
+
+def test_simpo_train_points_a_pipeline_recipe_to_simpo_pipeline(capsys):
+    assert main(["train", str(REPO / "recipes" / "smollm2-135m-pipeline.yaml"), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert "'run_dir' in" in error and "belongs to a pipeline recipe: run it with `simpo pipeline`" in error

@@ -1,5 +1,6 @@
-"""The paper's baselines in the trainer: reference log-probs (cached and live), the cache key, and
-every method training the tiny random Llama to a training reward accuracy of 1.0."""
+"""Reference log-probs (reference losses: dpo, ipo, kto_pair, rdpo): precomputed equal a live
+reference model, the cache is reused for the same inputs and keyed on everything that changes them,
+and an interrupted cache write leaves no cache."""
 
 import json
 import logging
@@ -8,12 +9,10 @@ import shutil
 
 import pytest
 import torch
-import yaml
-from conftest import train_tiny, write_jsonl
+from helpers import recipe_values, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import simpo.training.reference as reference
-from simpo.cli import main
 from simpo.config.recipe import build_recipe
 from simpo.data.bundled import make_rows
 from simpo.data.collate import PairCollator
@@ -22,31 +21,7 @@ from simpo.data.encode import PairEncoder
 from simpo.ops.logprobs import response_logps
 from simpo.training.trainer import SimPOTrainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tiny models' ops are too small to gain from threads; on a shared 2-core machine a second
-    # thread waiting for a busy core makes every op many times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIMPO_HOME", str(tmp_path / "simpo-home"))
-    return tmp_path / "simpo-home" / "ref-logps"
-
-
-def recipe_values(folder, data, out, **extra):
-    values = {
-        "model_name_or_path": str(folder), "dataset_mixer": {str(data): 1.0}, "output_dir": str(out),
-        "max_length": 128, "max_prompt_length": 64, "learning_rate": 3e-3, "lr_scheduler_type": "constant",
-        "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4, "num_train_epochs": 1, "logging_steps": 1,
-        "save_strategy": "no", "report_to": "none", "seed": 0, "disable_tqdm": True,
-    }
-    return {**values, **extra}
+pytestmark = pytest.mark.usefixtures("one_thread", "cache_in_tmp")
 
 
 def tokenized(folder, rows, tmp_path, max_length=128, max_prompt_length=64, tokenizer=None):
@@ -158,59 +133,3 @@ def test_an_interrupted_cache_write_leaves_no_cache(tiny_model_dir, tmp_path, ca
     assert not any(path.joinpath("logps.safetensors").exists() for path in cache_in_tmp.iterdir())
     done = reference.with_reference_logps(model, dataset, collate, batch_size=2)
     assert len(done["ref_chosen_logps"]) == 3 and len(list(cache_in_tmp.glob("*/logps.safetensors"))) == 1
-
-
-# Per method: recipe keys that separate the 8 pairs within 25 epochs (the loss's defaults otherwise).
-# The NLL terms of CPO, ORPO (by a large lambda), RRHF and SLiC-HF are turned down: on this data
-# they lift the rejected responses' shared tokens as much as the chosen ones', and RRHF's ranking
-# term, zero once a pair is ordered, otherwise leaves pairs on the boundary.
-METHODS = {
-    "simpo": {"beta": 2.0, "gamma_beta_ratio": 0.3},
-    "hinge": {"beta": 2.0, "gamma_beta_ratio": 0.3},
-    "dpo": {"beta": 0.1},
-    "dpo-live": {"loss_type": "dpo", "beta": 0.1, "precompute_ref_logps": False},
-    "ipo": {"tau": 0.1},
-    "cpo": {"beta": 0.1, "nll_weight": 0.01},
-    "kto_pair": {"beta": 0.1},
-    "orpo": {"orpo_lambda": 10.0},
-    "rdpo": {"beta": 0.1, "rdpo_alpha": 0.01},
-    "rrhf": {"nll_weight": 0.0, "learning_rate": 3e-2},
-    "slic_hf": {"nll_weight": 0.01},
-}
-TRAINING = {"per_device_train_batch_size": 8, "num_train_epochs": 25, "learning_rate": 1e-2, "lr_scheduler_type": "linear"}
-
-
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_trains_the_tiny_model_to_accuracy_one(method, tiny_model_dir, tmp_path):
-    folder = tiny_model_dir("llama")
-    data = write_jsonl(tmp_path / "pairs" / "train.jsonl", make_rows(8, seed=11))
-    keys = {"loss_type": method, **TRAINING, **METHODS[method]}
-    logged = train_tiny(folder, build_recipe(recipe_values(folder, data.parent, tmp_path / "out", **keys)))
-    assert logged[-1]["rewards/accuracies"] == 1.0
-    assert logged[-1]["loss"] < logged[0]["loss"]
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected"):
-        assert key in logged[-1], key
-
-
-def test_cli_dpo_run_precomputes_train_and_eval_then_reuses_the_cache(tiny_model_dir, tmp_path, cache_in_tmp, caplog):
-    folder = tiny_model_dir("gemma2")
-    data = tmp_path / "pairs"
-    write_jsonl(data / "train.jsonl", make_rows(8, seed=5))
-    write_jsonl(data / "test.jsonl", make_rows(4, seed=6))
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        **recipe_values(folder, data, tmp_path / "out", loss_type="dpo", beta=0.1, max_steps=2, learning_rate=1e-3),
-        "ref_model_name_or_path": str(folder), "do_eval": True, "eval_strategy": "no",
-    }))
-    assert main(["train", str(recipe)]) == 0
-    assert "train: computed the reference log-probs of 8 pairs" in caplog.text
-    assert "eval: computed the reference log-probs of 4 pairs" in caplog.text
-    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
-    before = state["log_history"][0]
-    assert before["step"] == 0 and before["eval_rewards/margins"] == pytest.approx(0.0, abs=1e-6)  # policy == reference
-    assert before["eval_loss"] == pytest.approx(0.6931472, abs=1e-5)
-    caplog.clear()
-    assert main(["train", str(recipe), "--output_dir", str(tmp_path / "again")]) == 0
-    assert "train: reusing the cached reference log-probs of 8 pairs" in caplog.text
-    assert "eval: reusing the cached reference log-probs of 4 pairs" in caplog.text
-    assert len(os.listdir(cache_in_tmp)) == 2

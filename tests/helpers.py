@@ -1,0 +1,113 @@
+"""Helpers shared by the tests (fixtures are in conftest.py): paths, files, a tiny training run,
+the Gemma-2 chat template, recipe values, pair features, and log-probs with plain transformers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from simpo.data.bundled import make_prompts, make_rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Gemma-2's chat format: BOS from the template, no system role, "model" as the assistant's role.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+# One question, a right and a wrong answer: the pair most data tests read, encode and collate.
+USER = {"role": "user", "content": "What is 2 + 3?"}
+RIGHT = {"role": "assistant", "content": "2 + 3 = 5."}
+WRONG = {"role": "assistant", "content": "2 + 3 = 6."}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def write_prompts(folder: Path, train: int = 10, test: int = 4) -> Path:
+    """A prompts folder of bundled verifiable prompts: `train.jsonl` (seed 3) and `test.jsonl` (seed 4)."""
+    write_jsonl(folder / "train.jsonl", make_prompts(train, seed=3))
+    write_jsonl(folder / "test.jsonl", make_prompts(test, seed=4))
+    return folder
+
+
+def recipe_values(folder, data, out, **extra) -> dict:
+    """A training recipe's values for a tiny model folder: max_length 128, prompt 64, no saving."""
+    values = {
+        "model_name_or_path": str(folder), "dataset_mixer": {str(data): 1.0}, "output_dir": str(out),
+        "max_length": 128, "max_prompt_length": 64, "learning_rate": 3e-3, "lr_scheduler_type": "constant",
+        "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4, "num_train_epochs": 1, "logging_steps": 1,
+        "save_strategy": "no", "report_to": "none", "seed": 0, "disable_tqdm": True,
+    }
+    return {**values, **extra}
+
+
+def train_tiny(folder: Path, recipe) -> list[dict]:
+    """Train a tiny model folder with `recipe` (max_length 128, prompt 64); the logged training entries."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from simpo.data.dataset import build_pair_datasets
+    from simpo.data.encode import PairEncoder
+    from simpo.training.trainer import SimPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    train, _ = build_pair_datasets(recipe.data, PairEncoder(tokenizer, 128, 64))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    trainer = SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=train)
+    trainer.train()
+    return [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
+
+
+def load_causal_lm(folder, untie: bool = False):
+    """A model folder in fp32; `untie`: with a separate output head, as Llama-3-8B and Mistral have."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if untie:
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone() + 0.01)
+    return model
+
+
+def pair_features(folder, count: int = 4, seed: int = 9):
+    """The tokenizer and `count` encoded bundled pairs, the first two with responses made unequal
+    both ways round, so that a shared prompt is followed by either the longer or the shorter first."""
+    from transformers import AutoTokenizer
+
+    from simpo.data.encode import PairEncoder
+    from simpo.data.rows import read_pair
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoder = PairEncoder(tokenizer, max_length=256, max_prompt_length=128)
+    feats = [encoder.encode(read_pair(row, "row"), "row") for row in make_rows(count, seed)]
+    feats[0]["rejected_ids"] = feats[0]["rejected_ids"] + feats[0]["chosen_ids"][:7]
+    feats[1]["chosen_ids"] = feats[1]["chosen_ids"] + feats[1]["rejected_ids"][:5]
+    return tokenizer, feats
+
+
+def plain_average_logps(model, tokenizer, rows, side):
+    """A(y) for each row with plain transformers: full logits, response tokens found by rendering."""
+    values = []
+    for row in rows:
+        prompt, answer = row[side][:-1], row[side][-1]
+        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        whole_text = tokenizer.apply_chat_template(prompt + [answer], tokenize=False)
+        prompt_len = len(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
+        ids = torch.tensor([tokenizer(whole_text, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            logits = model(ids).logits[0].double()
+        token_logps = torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+        values.append(token_logps[prompt_len - 1 :].mean().item())
+    return torch.tensor(values, dtype=torch.float64)

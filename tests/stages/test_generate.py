@@ -1,0 +1,89 @@
+"""`simpo generate`: reproducible with its seeds, refuses changed settings in a used folder, and
+resumes after kill -9 without losing or repeating a prompt."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import REPO, write_jsonl, write_prompts
+
+from simpo.cli import main
+from simpo.config.pipeline import load_pipeline
+from simpo.data.bundled import make_prompts
+from simpo.errors import RecipeError
+from simpo.stages.generate import run_generate
+from simpo.stages.shards import read_stage
+
+# Only turns a hang into a failure: the tests wait for events (a file, an exit), never for a time.
+SAFETY_TIMEOUT_S = 600
+
+
+def wait_for(event, what: str, timeout: float = SAFETY_TIMEOUT_S) -> None:
+    """Poll until `event()` is true; fail after `timeout` seconds, which only a hang reaches."""
+    give_up = time.monotonic() + timeout
+    while not event():
+        if time.monotonic() > give_up:
+            pytest.fail(f"no {what} after {timeout:.0f} s: hung?")
+        time.sleep(0.05)
+
+
+def _generate_args(model, prompts, out, *extra):
+    return ["--model_name_or_path", str(model), "--generate.prompts", str(prompts), "--generate.output", str(out),
+            "--generate.max_new_tokens", "8", "--generate.seeds", "[13,21,42]", "--generate.shard_size", "2",
+            "--generate.batch_size", "4", *extra]
+
+
+def test_generate_reproduces_with_seeds_and_refuses_changed_settings(tiny_model_dir, tmp_path):
+    folder = tiny_model_dir("llama")
+    prompts = write_prompts(tmp_path / "prompts")
+    rows = make_prompts(10, seed=3)
+    rows[2]["prompt"] = ""
+    rows[5]["prompt"] = {"not": "text"}
+    write_jsonl(prompts / "train.jsonl", rows)
+    assert main(["generate", *_generate_args(folder, prompts, tmp_path / "a")]) == 0
+    assert main(["generate", *_generate_args(folder, prompts, tmp_path / "b")]) == 0
+    first, second = read_stage(tmp_path / "a"), read_stage(tmp_path / "b")
+    assert first == second
+    assert [row["row"] for row in first] == [0, 1, 3, 4, 6, 7, 8, 9]  # rows 2 and 5 skipped
+    assert [row["prompt"] for row in first] == [rows[i]["prompt"] for i in (0, 1, 3, 4, 6, 7, 8, 9)]
+    assert all(len(row["all_generated_responses"]) == 3 and row["seeds"] == [13, 21, 42] for row in first)
+    assert [row["answer"] for row in first] == [rows[i]["answer"] for i in (0, 1, 3, 4, 6, 7, 8, 9)]  # answers travel with rows
+    assert len({response for row in first for response in row["all_generated_responses"]}) > len(first)
+    pipeline = load_pipeline(None, _generate_args(folder, prompts, tmp_path / "a", "--generate.temperature", "0.5"))
+    with pytest.raises(RecipeError, match=r"other settings \(.*temperature: 0.8 -> 0.5"):
+        run_generate(pipeline.train.model, pipeline.generate)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_generate_killed_mid_run_resumes_without_loss_or_repeat(tiny_model_dir, tmp_path):
+    folder = tiny_model_dir("llama")
+    prompts = write_prompts(tmp_path / "prompts", train=12)
+    out = tmp_path / "killed"
+    args = _generate_args(folder, prompts, out, "--generate.max_new_tokens", "48")  # 6 shards of 2 prompts
+    command = [sys.executable, "-m", "simpo.cli", "generate", *args]
+    # One thread in the killed process as in this one (one_thread), so both runs compute alike.
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        # However slow the machine, wait for the event: the third shard, or the process's end.
+        third = out / "shard-00002.jsonl"
+        wait_for(lambda: third.exists() or process.poll() is not None, "third shard and no exit of `simpo generate`")
+        exited = process.poll()
+        assert exited is None, f"generate exited ({exited}) before its third shard: {(tmp_path / 'stderr.txt').read_text()[-2000:]}"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    written = sorted(path.name for path in out.glob("shard-*.jsonl"))
+    assert 3 <= len(written) < 6 and not (out / "COMPLETE").exists()
+    assert written == [f"shard-{k:05d}.jsonl" for k in range(len(written))]  # shards are written in order
+    assert main(["generate", *args]) == 0
+    assert main(["generate", *_generate_args(folder, prompts, tmp_path / "whole", "--generate.max_new_tokens", "48")]) == 0
+    resumed, whole = read_stage(out), read_stage(tmp_path / "whole")
+    assert [row["row"] for row in resumed] == list(range(12))
+    assert resumed == whole  # nothing lost, nothing twice, the same text as an uninterrupted run
+    assert not list(out.glob("*.partial"))

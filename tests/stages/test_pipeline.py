@@ -1,0 +1,135 @@
+"""`simpo pipeline` end to end on a tiny random Llama: every stage's output is what its inputs
+determine, a second run redoes nothing, and what can fail on the prompts fails before generating."""
+
+import contextlib
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from helpers import read_jsonl, write_jsonl
+
+from simpo.cli import main
+from simpo.data.bundled import make_prompts
+from simpo.rewards.programmatic import numeric_answer
+from simpo.stages.shards import read_stage
+
+SEEDS = [1, 2, 3, 4]
+
+
+def _pipeline_recipe(tmp_path, model, prompts, **extra):
+    recipe = {
+        "model_name_or_path": str(model), "run_dir": str(tmp_path / "run"),
+        "generate": {"prompts": str(prompts), "seeds": SEEDS, "max_new_tokens": 8, "batch_size": 8, "shard_size": 4},
+        "annotate": {"rewards": [{"type": "numeric_answer"}]},
+        "binarize": {"test_size": 0.2},
+        "evaluate": {"max_new_tokens": 8},
+        "max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size": 2, "max_steps": 2,
+        "learning_rate": 1e-3, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, **extra,
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def expected_score(text: str, answer) -> float:
+    """The recipe's rewards written out: numeric_answer plus constraints {max_words: 3} (one constraint)."""
+    return numeric_answer(text, answer) + float(len(text.split()) <= 3)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tiny_model_dir, tmp_path_factory):
+    """One pipeline run on 16 prompts (4 held out), then the same command again; what both left."""
+    tmp_path = tmp_path_factory.mktemp("pipeline")
+    folder = tiny_model_dir("llama")
+    prompts = tmp_path / "prompts"
+    # A tiny random model rarely writes the right number; a word limit separates its responses too.
+    write_jsonl(prompts / "train.jsonl", [{**row, "constraints": {"max_words": 3}} for row in make_prompts(16, seed=3)])
+    write_jsonl(prompts / "test.jsonl", [{**row, "constraints": {"max_words": 3}} for row in make_prompts(4, seed=4)])
+    recipe = _pipeline_recipe(tmp_path, folder, prompts, annotate={"rewards": [{"type": "numeric_answer"}, {"type": "constraints"}]})
+    run = tmp_path / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["pipeline", str(recipe)]) == 0
+    result = json.loads((run / "pipeline.json").read_text())
+    files = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in run.rglob("*") if path.is_file() and path.name != "pipeline.json"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["pipeline", str(recipe)]) == 0  # everything complete: nothing is redone
+    again = json.loads((run / "pipeline.json").read_text())
+    return SimpleNamespace(model=folder, run=run, result=result, again=again, printed=printed.getvalue(), files=files)
+
+
+def test_annotate_scores_each_response_with_the_sum_of_its_rewards(pipeline_run):
+    scored = read_stage(pipeline_run.run / "scores")
+    assert [row["row"] for row in scored] == list(range(16))
+    for row in scored:
+        assert len(row["all_generated_responses"]) == len(SEEDS)
+        assert row["all_rm_scores"] == [expected_score(text, row["answer"]) for text in row["all_generated_responses"]]
+
+
+def test_binarize_pairs_the_best_and_worst_response_of_each_prompt_they_differ_on(pipeline_run):
+    expected = {}  # prompt_id: (chosen, rejected), the first of equal scores, where the two differ
+    for row in read_stage(pipeline_run.run / "scores"):
+        texts, scores = row["all_generated_responses"], row["all_rm_scores"]
+        best, worst = texts[scores.index(max(scores))], texts[scores.index(min(scores))]
+        if max(scores) > min(scores) and best.strip() != worst.strip():
+            expected[row["prompt_id"]] = (best, worst)
+    assert expected, "no prompt's responses differ in score: the case tests nothing"
+    splits = {split: read_jsonl(pipeline_run.run / "pairs" / f"{split}.jsonl") for split in ("train", "test")}
+    pairs = {pair["prompt_id"]: (pair["chosen"][-1]["content"], pair["rejected"][-1]["content"]) for rows in splits.values() for pair in rows}
+    assert pairs == expected
+    assert len(splits["train"]) + len(splits["test"]) == len(expected)  # no pair twice
+    assert len(splits["test"]) == round(0.2 * len(expected))  # binarize.test_size 0.2
+
+
+@pytest.mark.parametrize("name", ["before", "after"])
+def test_evaluation_accuracy_is_the_mean_score_of_the_greedy_held_out_answers(name, pipeline_run):
+    answers = read_jsonl(pipeline_run.run / "eval" / f"{name}.jsonl")
+    assert [row["row"] for row in answers] == [0, 1, 2, 3]  # the 4 held-out prompts
+    assert [row["answer"] for row in answers] == [row["answer"] for row in make_prompts(4, seed=4)]
+    for row in answers:
+        assert row["score"] == expected_score(row["response"], row["answer"])
+    summary = pipeline_run.result[name]
+    assert summary["prompts"] == 4 and summary["skipped"] == 0
+    assert summary["accuracy"] == pytest.approx(sum(row["score"] for row in answers) / 4, abs=1e-12)
+    trained = pipeline_run.run / "model"
+    assert summary["model"] == str(pipeline_run.model if name == "before" else trained)
+    assert (trained / "model.safetensors").is_file()
+
+
+def test_the_summary_prints_both_evaluations(pipeline_run):
+    before, after = pipeline_run.result["before"], pipeline_run.result["after"]
+    assert "held-out prompts: 4 (greedy answers)" in pipeline_run.printed
+    assert f"{'accuracy':<24}{before['accuracy']:>10.4f}{after['accuracy']:>10.4f}" in pipeline_run.printed
+
+
+def test_a_second_run_redoes_nothing(pipeline_run):
+    run, result, again = pipeline_run.run, pipeline_run.result, pipeline_run.again
+    now = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in run.rglob("*") if path.is_file() and path.name != "pipeline.json"}
+    assert now == pipeline_run.files  # the same files, none rewritten
+    assert (again["before"], again["after"]) == (result["before"], result["after"])
+    # Stage seconds add up over the runs of a folder: training did not run again.
+    assert again["seconds"]["train"] == result["seconds"]["train"] > 0
+    assert all(again["seconds"][stage] >= seconds for stage, seconds in result["seconds"].items())
+
+
+def test_a_missing_reference_answer_fails_before_generation(tiny_model_dir, tmp_path, capsys):
+    folder = tiny_model_dir("llama")
+    prompts = tmp_path / "prompts"
+    rows = make_prompts(4, seed=3)
+    del rows[1]["answer"]
+    write_jsonl(prompts / "train.jsonl", rows)
+    write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
+    assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
+    assert "row 1: the numeric_answer reward needs a reference number in 'answer'" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "generations").exists()
+
+
+def test_prompts_without_a_test_split_fail_before_generation(tiny_model_dir, tmp_path, capsys):
+    folder = tiny_model_dir("llama")
+    prompts = tmp_path / "prompts"
+    write_jsonl(prompts / "train.jsonl", make_prompts(4, seed=3))  # answers, but no test split to evaluate on
+    assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
+    assert f"evaluate.prompts {prompts} has no split 'test'" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "generations").exists()

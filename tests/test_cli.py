@@ -1,0 +1,47 @@
+"""The command line: usage, a wrong command, and per-command help generated from the recipe keys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from helpers import REPO
+
+from simpo.cli import COMMANDS, main
+from simpo.config.keys import markdown
+from simpo.config.pipeline import SECTIONS
+
+
+def test_usage_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert [name for name in COMMANDS if f"  {name} " in out] == list(COMMANDS)
+
+
+def test_a_wrong_command_says_what_exists(capsys):
+    assert main(["trian", "recipe.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'trian'; did you mean 'train'?" in err
+    assert "prepare-model" in err
+
+
+@pytest.mark.parametrize("command", ["generate", "annotate", "binarize", "evaluate"])
+def test_stage_help_lists_each_key_with_its_default(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    for field in dataclasses.fields(SECTIONS[command]):
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"{command}.{field.name} "))
+        assert field.metadata["help"].split(". ")[0].rstrip(".") in line
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        assert f"default {'-' if default in (None, '') else default})" in line
+
+
+def test_train_help_lists_simpo_and_trainer_keys(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "  gamma_beta_ratio " in out and "(float; default -)" in out
+    assert "  learning_rate " in out and "  logps_chunk_size " in out
+
+
+def test_the_recipe_keys_doc_is_generated_from_the_same_fields():
+    assert (REPO / "docs" / "recipe-keys.md").read_text() == markdown(), "regenerate: python -m simpo.config.keys > docs/recipe-keys.md"

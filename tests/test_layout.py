@@ -1,0 +1,42 @@
+"""The architecture as a rule: stages never import one another (but `pipeline`), and pure math and
+the error types import no transformers."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO
+
+STAGES = REPO / "src" / "simpo" / "stages"
+STAGE_NAMES = {"train", "generate", "annotate", "binarize", "evaluate", "pipeline"}
+
+
+def _imported_stages(path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 1 and module in STAGE_NAMES:
+                found.add(module)
+            if module.startswith("simpo.stages.") or (node.level == 2 and module.startswith("stages.")):
+                found.add(module.rsplit(".", 1)[-1])
+    return found
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_NAMES - {"pipeline"}))
+def test_a_stage_imports_no_other_stage(stage):
+    assert _imported_stages(STAGES / f"{stage}.py") == set()
+
+
+def test_the_pipeline_runs_the_other_stages():
+    assert _imported_stages(STAGES / "pipeline.py") == STAGE_NAMES - {"pipeline"}
+
+
+@pytest.mark.parametrize("module", ["simpo.errors", "simpo.training.losses", "simpo.stages.shards", "simpo.data.rows", "simpo.ops.blocked_attention"])
+def test_pure_modules_import_no_transformers(module):
+    code = f"import sys, {module}; print('transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.stdout.strip() == "False", result.stderr
