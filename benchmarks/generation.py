@@ -1,27 +1,38 @@
-"""Generation throughput of the `transformers` backend: batched and length-grouped against one prompt at a time.
+"""Generation throughput: simpo's `transformers` backend against plain batched `model.generate`.
 
-    python benchmarks/generation.py                    # bundled SmolLM2 in bf16, the pipeline's sampling settings
-    python benchmarks/generation.py --dtype float32
+    python benchmarks/generation.py                          # bundled SmolLM2, dtype auto, the pipeline's sampling
+    python benchmarks/generation.py --dtype float32 --batch-size 96
 
-Both runs sample the same prompts (the bundled arithmetic prompts) with temperature 0.8, top_p 0.95
-and the same `max_new_tokens`, through `simpo.generation.backends.TransformersBackend`; batch size 1 is a plain
-`model.generate` per prompt. Tokens are generated tokens up to and including the end-of-turn token.
+Both sample the same prompts (the bundled arithmetic prompts), sorted by length and cut into the
+same batches, with temperature 0.8, top_p 0.95 and the same `max_new_tokens`. `generate` is
+transformers' own loop and top-p (finished rows stay in the batch until its longest answer ends);
+`simpo` is `TransformersBackend` (finished rows leave the batch, top-p without a full sort).
+Tokens are generated tokens up to and including the end-of-turn token. Emulate a CPU without
+native bf16 with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 
 import torch
 
 
+def cpu_name() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=48)
+    parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])  # the pipeline recipe's
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     options = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -30,24 +41,48 @@ def main() -> None:
     from simpo.generation.backends import TransformersBackend
     from simpo.generation.prompts import PromptRenderer, prompt_messages
     from simpo.models.bundled import bundled_model_dir
+    from simpo.models.precision import DTYPES, resolve_dtype
 
+    dtype = resolve_dtype(options.dtype)
     folder = bundled_model_dir("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, options.dtype))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype]).eval()
     renderer = PromptRenderer(tokenizer)
-    prompts = [renderer.ids(prompt_messages(row["prompt"], "")) for row in make_prompts(options.prompts, seed=99)]
-    print(f"SmolLM2-135M-Instruct, {options.dtype}, {len(prompts)} prompts, max_new_tokens {options.max_new_tokens}, "
-          f"temperature 0.8, top_p 0.95, {torch.get_num_threads()} threads")
-    print(f"{'batch size':>10} {'tokens':>8} {'seconds':>8} {'tokens/s':>9}")
+    prompts = sorted((renderer.ids(prompt_messages(row["prompt"], "")) for row in make_prompts(options.prompts, seed=99)), key=len)
+    batches = [prompts[i : i + options.batch_size] for i in range(0, len(prompts), options.batch_size)]
+    pad = tokenizer.pad_token_id
+
+    def plain_generate() -> int:
+        tokens = 0
+        for b, batch in enumerate(batches):
+            width = max(map(len, batch))
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])
+            mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
+            torch.manual_seed(13 + b)
+            with torch.inference_mode():
+                output = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=options.max_new_tokens, do_sample=True,
+                                        temperature=0.8, top_p=0.95, top_k=0, eos_token_id=renderer.stop_ids, pad_token_id=pad)
+            for new in output[:, width:].tolist():
+                end = next((i for i, token in enumerate(new) if token in renderer.stop_ids), None)
+                tokens += len(new) if end is None else end + 1
+        return tokens
+
+    def simpo_backend() -> int:
+        return TransformersBackend(model, tokenizer, renderer.stop_ids, options.batch_size).generate(
+            prompts, 13, 0.8, 0.95, options.max_new_tokens)[1]
+
+    print(f"{cpu_name()}, torch capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads; "
+          f"SmolLM2-135M-Instruct {dtype}, {len(prompts)} prompts, batch {options.batch_size}, "
+          f"max_new_tokens {options.max_new_tokens}, temperature 0.8, top_p 0.95")
+    print(f"{'engine':>10} {'tokens':>8} {'seconds':>8} {'tokens/s':>9}")
     rates = {}
-    for batch_size in (options.batch_size, 1):
-        backend = TransformersBackend(model, tokenizer, renderer.stop_ids, batch_size)
+    for name, run in (("generate", plain_generate), ("simpo", simpo_backend)):
         start = time.perf_counter()
-        _, tokens = backend.generate(prompts, 13, 0.8, 0.95, options.max_new_tokens)
+        tokens = run()
         seconds = time.perf_counter() - start
-        rates[batch_size] = tokens / seconds
-        print(f"{batch_size:>10} {tokens:>8} {seconds:>8.1f} {rates[batch_size]:>9.1f}")
-    print(f"batched / one at a time: {rates[options.batch_size] / rates[1]:.1f}x")
+        rates[name] = tokens / seconds
+        print(f"{name:>10} {tokens:>8} {seconds:>8.1f} {rates[name]:>9.1f}")
+    print(f"simpo / generate: {rates['simpo'] / rates['generate']:.2f}x")
 
 
 if __name__ == "__main__":

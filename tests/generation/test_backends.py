@@ -31,3 +31,47 @@ def test_asking_for_vllm_without_it_says_what_to_install():
     assert pick_backend("auto") == "transformers"
     with pytest.raises(RecipeError, match="generate.backend vllm needs the vllm package"):
         pick_backend("vllm")
+
+
+@pytest.fixture(scope="module")
+def smollm2_prompts(smollm2_dir):
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
+    renderer = PromptRenderer(tokenizer)
+    prompts = [renderer.ids(prompt_messages(row["prompt"], "")) for row in make_prompts(4, seed=3)]
+    return model, tokenizer, renderer, prompts
+
+
+def test_greedy_decoding_equals_transformers_generate_as_finished_rows_leave(smollm2_prompts):
+    model, tokenizer, renderer, prompts = smollm2_prompts
+    ours, _ = TransformersBackend(model, tokenizer, renderer.stop_ids, 4).generate(prompts, None, 0.0, 1.0, 32)
+    theirs = []
+    for ids in prompts:  # one at a time: no padding, transformers' own loop
+        output = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=32,
+                                do_sample=False, eos_token_id=renderer.stop_ids, pad_token_id=tokenizer.pad_token_id)
+        new = output[0, len(ids):].tolist()
+        end = next((i for i, token in enumerate(new) if token in renderer.stop_ids), None)
+        theirs.append(tokenizer.decode(new[:end], skip_special_tokens=True).strip())
+    assert ours == theirs
+    lengths = [len(tokenizer(text)["input_ids"]) for text in theirs]
+    assert len(set(lengths)) > 1  # rows finish at different steps, so finished rows left the batch
+
+
+def test_copies_of_a_prompt_share_its_prefill_and_equal_separate_runs(smollm2_prompts):
+    model, tokenizer, renderer, prompts = smollm2_prompts
+    backend = TransformersBackend(model, tokenizer, renderer.stop_ids, 4)
+    single, single_tokens = backend.generate(prompts, None, 0.0, 1.0, 16)
+    copies, copies_tokens = backend.generate(prompts, None, 0.0, 1.0, 16, copies=3)
+    assert copies == [text for text in single for _ in range(3)] and copies_tokens == 3 * single_tokens
+
+
+def test_samples_per_seed_reproduce_and_differ_between_seeds(smollm2_prompts):
+    model, tokenizer, renderer, prompts = smollm2_prompts
+    backend = TransformersBackend(model, tokenizer, renderer.stop_ids, 4)
+    first, tokens = backend.sample(prompts, [13, 21, 42], 0, 0.8, 0.95, 16)
+    again, tokens_again = backend.sample(prompts, [13, 21, 42], 0, 0.8, 0.95, 16)
+    other_shard, _ = backend.sample(prompts, [13, 21, 42], 1, 0.8, 0.95, 16)
+    assert first == again and tokens == tokens_again
+    assert [len(row) for row in first] == [3] * len(prompts)
+    assert first != other_shard
+    assert all(len(set(row)) > 1 for row in first)  # three samples of a prompt are three draws, not one

@@ -50,7 +50,7 @@ class GenerateConfig:
     temperature: float = recipe_key(0.8, "Sampling temperature; 0 is greedy")
     top_p: float = recipe_key(0.95, "Nucleus sampling: keep the most probable tokens up to this mass (no top-k)")
     max_new_tokens: int = recipe_key(4096, "Token limit of each response")
-    batch_size: int = recipe_key(32, "Prompts per batch (transformers backend)")
+    batch_size: int = recipe_key(32, "Prompts per batch (transformers backend), each with one row per seed sharing its prefill")
     shard_size: int = recipe_key(64, "Prompts per shard: the most work a kill can lose")
     backend: str = recipe_key("auto", "transformers, vllm, or auto: vllm when it is installed and a GPU is present")
     dtype: str | None = recipe_key(None, "Weights dtype while sampling: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")

@@ -1,9 +1,9 @@
 """`simpo generate`: N responses per prompt from the policy, resumable, with a recorded seed each.
 
-Under the `transformers` backend, shard k under seed s samples from seed `s * 1_000_003 + k * 1_009`
-(plus the batch number, see `generation.backends`), so a rerun with the same settings reproduces
-the same text on the same machine; under `vllm` each request gets the seed itself, as the official
-scripts do. Sampling follows the official settings (temperature, top_p; no top-k).
+Under the `transformers` backend a batch of prompts is sampled for all seeds at once, from a seed
+derived from the seeds and the shard (see `generation.backends`), so a rerun with the same settings
+reproduces the same text on the same machine; under `vllm` each request gets its seed, as the
+official scripts do. Sampling follows the official settings (temperature, top_p; no top-k).
 
 Output rows: `prompt_id`, `prompt` (as given), `all_generated_responses` (one per seed),
 `seeds`, `row` (the input row number), and the input row's other fields (e.g. `answer`).
@@ -63,15 +63,11 @@ def run_generate(model_config, config: GenerateConfig, check=None) -> str:
         start, tokens = time.perf_counter(), 0
         for index in pending:
             numbers = list(output.shard_rows(index))
-            responses = []
-            for seed in config.seeds:
-                # vLLM seeds each request; transformers samples a batch at a time (see the module doc).
-                shard_seed = seed if backend_name == "vllm" else seed * 1_000_003 + index * 1_009
-                texts, count = backend.generate([prompt_ids[i] for i in numbers], shard_seed, config.temperature, config.top_p, config.max_new_tokens)
-                responses.append(texts)
-                tokens += count
+            responses, count = backend.sample([prompt_ids[i] for i in numbers], config.seeds, index, config.temperature,
+                                              config.top_p, config.max_new_tokens)
+            tokens += count
             output.write(index, [
-                {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": [r[j] for r in responses],
+                {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": responses[j],
                  "seeds": config.seeds, "row": rows[i].row, **rows[i].extra}
                 for j, i in enumerate(numbers)
             ])
