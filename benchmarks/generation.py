@@ -6,7 +6,9 @@
 Both sample the same prompts (the bundled arithmetic prompts), sorted by length and cut into the
 same batches, with temperature 0.8, top_p 0.95 and the same `max_new_tokens`. `generate` is
 transformers' own loop and top-p (finished rows stay in the batch until its longest answer ends);
-`simpo` is `TransformersBackend` (finished rows leave the batch, top-p without a full sort).
+`simpo` is `TransformersBackend` (finished rows leave the batch, top-p without a full sort);
+`simpo-seeds` (with --seeds) samples the official five seeds of each prompt as the pipeline does,
+`batch size / 5` prompts a batch, so that a batch has the same number of rows.
 Tokens are generated tokens up to and including the end-of-turn token. Emulate a CPU without
 native bf16 with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
 """
@@ -14,17 +16,14 @@ native bf16 with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +32,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--seeds", action="store_true", help="also the pipeline's five seeds per prompt, sampled in one batch")
     options = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -71,18 +71,26 @@ def main() -> None:
         return TransformersBackend(model, tokenizer, renderer.stop_ids, options.batch_size).generate(
             prompts, 13, 0.8, 0.95, options.max_new_tokens)[1]
 
-    print(f"{cpu_name()}, torch capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads; "
+    def simpo_seeds() -> int:  # the pipeline's way: the official five seeds of each prompt in one batch
+        backend = TransformersBackend(model, tokenizer, renderer.stop_ids, max(1, options.batch_size // 5))
+        return backend.sample(prompts, [13, 21, 42, 79, 100], 0, 0.8, 0.95, options.max_new_tokens)[1]
+
+    print(f"{describe()}; "
           f"SmolLM2-135M-Instruct {dtype}, {len(prompts)} prompts, batch {options.batch_size}, "
           f"max_new_tokens {options.max_new_tokens}, temperature 0.8, top_p 0.95")
     print(f"{'engine':>10} {'tokens':>8} {'seconds':>8} {'tokens/s':>9}")
     rates = {}
-    for name, run in (("generate", plain_generate), ("simpo", simpo_backend)):
+    engines = (("generate", plain_generate), ("simpo", simpo_backend), ("simpo-seeds", simpo_seeds))
+    for name, run in engines[: 3 if options.seeds else 2]:
         start = time.perf_counter()
         tokens = run()
         seconds = time.perf_counter() - start
         rates[name] = tokens / seconds
         print(f"{name:>10} {tokens:>8} {seconds:>8.1f} {rates[name]:>9.1f}")
     print(f"simpo / generate: {rates['simpo'] / rates['generate']:.2f}x")
+    if options.seeds:
+        print(f"simpo-seeds (5 seeds x {len(prompts)} prompts, {max(1, options.batch_size // 5)} prompts a batch) / generate: "
+              f"{rates['simpo-seeds'] / rates['generate']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -27,10 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import describe  # noqa: E402
 from throughput import SETTINGS, PeakMemory, StepTimer, build_model, device, timed_then_sampled, tokenizer_dir  # noqa: E402
 
 METHODS = {
@@ -137,7 +136,7 @@ def main() -> None:
     for method in options.methods.split(","):
         results.append(timed_then_sampled(lambda measure, method=method: run_worker(method, options.dtype, options.steps, measure)))
         print(json.dumps(results[-1]), flush=True)
-    where = torch.cuda.get_device_name() if device() == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    where = describe()
     print(f"\nSmolLM2-135M-Instruct, {options.dtype}, 2 pairs a step, {options.steps} steps, on {where}")
     print(table(results))
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
 
 BETA, GAMMA_BETA_RATIO = 2.5, 0.5
 SETTINGS = {
@@ -321,7 +322,7 @@ def main() -> None:
         for framework in options.trainers.split(","):
             results.append(run_worker(options.model, framework, dtype, extra, limit))
             print(json.dumps(results[-1]), flush=True)
-    where = torch.cuda.get_device_name() if device() == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    where = describe()
     print(f"\n{options.model} on {where}; matmul peak: " + ", ".join(f"{d} {p / 1e9:,.0f} GFLOP/s" for d, p in peaks.items()))
     print(table(results, peaks))
 
