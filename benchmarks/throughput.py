@@ -11,7 +11,8 @@ off), both with glibc's allocator set as `simpo` sets it (`simpo.ops.allocator`)
 comes) and `trl-kept-memory` (TRL with simpo's allocator setting). Reported: the pairs' tokens
 (prompt counted with each response, no padding) per second of training, seconds per step
 (median), peak memory during training (live heap on the CPU, allocated on a GPU; the weights
-included), and model FLOPs utilisation: the FLOPs of the work each trainer does (6 x body
+included), the whole process's peak resident memory (VmHWM, of the timed run: model load, data
+and libraries included, and what malloc keeps after a free), and model FLOPs utilisation: the FLOPs of the work each trainer does (6 x body
 parameters x tokens through the body, a shared prompt once; 6 x hidden x vocab x response tokens;
 causal attention per sequence) per second, over the matmul rate torch reaches on this machine,
 measured here. TRL is installed only for benchmarks (`make bench`).
@@ -159,6 +160,14 @@ class PeakMemory:
         return self.peak / 2**20
 
 
+def peak_resident_mb() -> float:
+    """The process's peak resident set size so far (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(options) -> dict:
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -240,7 +249,8 @@ def worker(options) -> dict:
     after_first = sum(timer.steps[1:])
     return {"framework": options.framework, "dtype": options.dtype, "steps": steps, "seconds": seconds, "after_first_seconds": after_first,
             "tokens": sum(t for t, _ in batches), "after_first_tokens": sum(t for t, _ in batches[1:]),
-            "after_first_flops": sum(f for _, f in batches[1:]), "step_seconds": statistics.median(timer.steps)}
+            "after_first_flops": sum(f for _, f in batches[1:]), "step_seconds": statistics.median(timer.steps),
+            "rss_peak_mb": peak_resident_mb()}
 
 
 def timed_then_sampled(run) -> dict:
@@ -273,8 +283,8 @@ def _run_worker(model: str, framework: str, dtype: str, extra: list[str], memory
 
 def table(results: list[dict], peaks: dict[str, float]) -> str:
     lines = ["| dtype | trainer | tokens/s | s/step | peak memory (MB) | MFU | tokens/s vs TRL | vs TRL, same allocator | memory vs TRL "
-             "| whole run: tokens/s, vs TRL |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| whole run: tokens/s, vs TRL | peak resident (MB), vs TRL |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def rate(r):
         return r["after_first_tokens"] / r["after_first_seconds"]
@@ -284,7 +294,7 @@ def table(results: list[dict], peaks: dict[str, float]) -> str:
         trl, kept = (next((r for r in rows if r["framework"] == name and "failed" not in r), None) for name in ("trl", "trl-kept-memory"))
         for r in rows:
             if "failed" in r:
-                lines.append(f"| {dtype} | {r['framework']} | failed: {r['failed']} | | | | | | | |")
+                lines.append(f"| {dtype} | {r['framework']} | failed: {r['failed']} | | | | | | | | |")
                 continue
             whole = r["tokens"] / r["seconds"]
             mfu = r["after_first_flops"] / r["after_first_seconds"] / peaks[dtype]
@@ -292,8 +302,9 @@ def table(results: list[dict], peaks: dict[str, float]) -> str:
             same_allocator = f"{rate(r) / rate(kept):.2f}x" if kept else "-"
             whole_speed = f"{whole / (trl['tokens'] / trl['seconds']):.2f}x" if trl else "TRL failed"
             memory = f"{r['peak_mb'] / trl['peak_mb']:.2f}x" if trl else "TRL failed"
+            resident = f"{r['rss_peak_mb']:,.0f}, " + (f"{r['rss_peak_mb'] / trl['rss_peak_mb']:.2f}x" if trl else "TRL failed")
             lines.append(f"| {dtype} | {r['framework']} | {rate(r):,.0f} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {mfu:.1%} | {speed} "
-                         f"| {same_allocator} | {memory} | {whole:,.0f}, {whole_speed} |")
+                         f"| {same_allocator} | {memory} | {whole:,.0f}, {whole_speed} | {resident} |")
     return "\n".join(lines)
 
 

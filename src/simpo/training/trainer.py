@@ -24,6 +24,7 @@ from ..config.recipe import SimPOConfig
 from ..data.collate import PairCollator
 from ..ops.attention import use_per_sequence_attention
 from ..ops.logprobs import response_logps
+from ..ops.recompute import recompute_in_backward
 from .losses import PairLogps, preference_loss
 from .reference import with_reference_logps
 
@@ -37,10 +38,11 @@ def disable_dropout(model: nn.Module) -> None:
 
 
 def _prepare_for_pairs(model: nn.Module, args: SimPOConfig) -> bool:
-    """Dropout off (when asked) and per-sequence attention for packed rows; whether the model can
-    take rows with shared prompts."""
+    """Dropout off (when asked), MLPs and norms that keep less for backward and per-sequence attention for packed
+    rows; whether the model can take rows with shared prompts."""
     if args.disable_dropout:
         disable_dropout(model)
+    recompute_in_backward(model)
     return args.padding_free and use_per_sequence_attention(model)
 
 
