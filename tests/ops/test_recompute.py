@@ -87,7 +87,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     model = tiny_llama()
     lean = copy.deepcopy(model)
     recompute_in_backward(lean)
-    lean.gradient_checkpointing_enable()
+    lean.activation_checkpointing_enable()
     lean.train()
     ids = torch.randint(0, 128, (2, 17))
     loss, grads = loss_and_grads(model, ids)

@@ -2,10 +2,9 @@
 
 By default glibc gives every block over its mmap threshold (at most 32 MB) back to the kernel when
 it is freed, and trims the top of its heap, so a training step's large temporaries (logits chunks,
-gradients, activations) come back as fresh pages that fault on first touch: measured here, 200,000
-to 470,000 page faults a step on the SmolLM2 benchmark pairs, 0.2 to 0.6 s of a 2 to 5 s step.
-With mmap off and trimming at 2 GB, freed blocks are reused, and a step faults only where the heap
-grows past its earlier peak (0 to 130,000 faults a step; peak resident memory +2%).
+gradients, activations) come back as fresh pages that fault on first touch, a noticeable part of a
+CPU step. With mmap off and trimming at 2 GB, freed blocks are reused, and a step faults only where
+the heap grows past its earlier peak (figures in docs/performance.md).
 
 Nothing is changed where the user set glibc's own variables (`GLIBC_TUNABLES`, `MALLOC_*_`), or
 where the C library is not glibc.
