@@ -1,4 +1,5 @@
-"""Sampling engines with one interface: `generate(prompt_ids, seed, temperature, top_p, max_new_tokens)`.
+"""Sampling engines with one interface: `generate(prompt_ids, seed, temperature, top_p, max_new_tokens)`
+for one response per prompt, and `sample(prompt_ids, seeds, key, ...)` for one per prompt and seed.
 
 - `transformers`: prompts sorted by length, left-padded batches, KV cache, all samples of a prompt
   in the batch sharing its prefill, finished rows leaving the batch; batch b of a call with seed s
@@ -9,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -41,12 +41,9 @@ class TransformersBackend:
         device = self.model.device
         with torch.inference_mode():
             output = self._decode(input_ids.to(device), attention_mask.to(device), sampler, max_new_tokens, pad, copies)
-        texts, tokens = [], 0
-        for new in output:
-            end = next((i for i, token in enumerate(new) if token in self.stop_ids), None)
-            tokens += len(new) if end is None else end + 1
-            texts.append(self.tokenizer.decode(new[:end], skip_special_tokens=True).strip())
-        return texts, tokens
+        texts = [self.tokenizer.decode(new[:-1] if new and new[-1] in self.stop_ids else new, skip_special_tokens=True).strip()
+                 for new in output]
+        return texts, sum(map(len, output))
 
     def _decode(self, input_ids, attention_mask, sampler, max_new_tokens: int, pad: int, copies: int = 1) -> list[list[int]]:
         """The new tokens of each row, up to and including its stop token, at most `max_new_tokens`;
@@ -161,13 +158,12 @@ def sampling_dtype(setting: str | None, key: str) -> str | None:
 
 
 def open_backend(name: str, model_config, tokenizer, stop_ids: list[int], batch_size: int, dtype: str | None = None):
-    """The sampling engine for the policy of `model_config`, its weights in `dtype` when given
-    (else the recipe's torch_dtype under transformers, the checkpoint's under vLLM)."""
-    if dtype:
-        model_config = dataclasses.replace(model_config, torch_dtype=dtype)
+    """The sampling engine for the policy of `model_config`, its weights in `dtype` (a resolved
+    name, see `sampling_dtype`) when given, else the recipe's torch_dtype under transformers and
+    the checkpoint's under vLLM."""
     if pick_backend(name) == "vllm":
-        return VLLMBackend(resolve_model_path(model_config.model_name_or_path), model_config.torch_dtype, model_config.trust_remote_code, stop_ids)
-    model = load_model(model_config)
+        return VLLMBackend(resolve_model_path(model_config.model_name_or_path), dtype, model_config.trust_remote_code, stop_ids)
+    model = load_model(model_config, dtype)
     if torch.cuda.is_available():
         model = model.to("cuda")
     return TransformersBackend(model, tokenizer, stop_ids, batch_size)

@@ -33,10 +33,12 @@ def load_tokenizer(config: ModelConfig):
     return tokenizer
 
 
-def load_model(config: ModelConfig):
+def load_model(config: ModelConfig, dtype: str | None = None):
+    """The causal LM of `config`, its weights in `dtype` (an already resolved name) when given, else in
+    the recipe's `torch_dtype`."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": DTYPES[resolve_dtype(config.torch_dtype, "torch_dtype")]}
+    kwargs = {"dtype": DTYPES[dtype or resolve_dtype(config.torch_dtype, "torch_dtype")]}
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
     return AutoModelForCausalLM.from_pretrained(

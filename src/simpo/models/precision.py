@@ -94,14 +94,14 @@ def resolve_dtype(name: str | None, key: str = "dtype") -> str:
     return name or "float32"
 
 
-def resolve_bf16(value, key: str = "bf16") -> bool:
+def resolve_bf16(value) -> bool:
     """Training's mixed precision: `auto` -> bf16 autocast where the machine computes it natively."""
     device = _device()
     native, reason = native_bf16(device)
     if value == "auto":
-        _say_once(logging.INFO, f"{key} auto -> {'true' if native else 'false'}: {reason}")
+        _say_once(logging.INFO, f"bf16 auto -> {'true' if native else 'false'}: {reason}")
         return native
     if value is True and not native and device == "cpu":
-        _say_once(logging.WARNING, f"{key}: true on this machine makes training many times slower: {reason}; "
-                                   f"set {key}: auto (or false) to switch")
+        _say_once(logging.WARNING, f"bf16: true on this machine makes training many times slower: {reason}; "
+                                   "set bf16: auto (or false) to switch")
     return value
