@@ -1,0 +1,119 @@
+"""Pairwise judges behind one interface, and `open_judge(spec)` to make one.
+
+A judge answers two questions:
+
+- `prefer(items)`: AlpacaEval 2. Each item is (instruction, model_output, reference_output); the
+  answer is AlpacaEval's preference in [1, 2]: 1 when the reference is better, 2 when the model's
+  output is, fractions for a judge's probability. As AlpacaEval does, the two outputs are shown in
+  an order drawn per item, seeded by the instruction and the texts (`shown_order`), and mapped back.
+- `verdicts(games)`: Arena-Hard. Each game is (question_text, category, answer_a, answer_b); the
+  answer is one of `VERDICTS` ("A>>B" ... "B>>A").
+
+Where a judge fails for one item (an HTTP error after the retries, a malformed answer, an input too
+long for the judge), that item gets None and a counter says why; the run goes on. Every judge has a
+`name` (`openai:MODEL`, `local:MODEL`, `reward:MODEL`), stored with every number it makes, and
+`comparable`: only the OpenAI judge (the official judges are OpenAI models) gives numbers that may
+stand beside the leaderboards; a local language model or a reward model never does.
+
+The judges themselves: `judge_openai.py` (any OpenAI-compatible endpoint), `judge_local.py` (a causal
+LM run here, deciding by log-probabilities), `judge_reward.py` (a sequence-classification reward model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from ..errors import RecipeError
+
+# requests: judgments asked (the OpenAI judge: HTTP requests sent, retries included); retries;
+# rate_limited: 429 answers; timeouts; errors: items given up after an HTTP or connection problem;
+# malformed: answers with no usable preference or verdict; text_fallback: AlpacaEval preferences
+# read from the answer text because no logprobs of m/M came back; truncated: inputs whose answers
+# were cut to fit (or judgments cut at max_tokens); too_long: inputs that do not fit even with empty answers.
+COUNTERS = ("requests", "retries", "rate_limited", "timeouts", "errors", "malformed", "text_fallback", "truncated", "too_long")
+
+# Arena-Hard's five verdicts, from "A much better" to "B much better".
+VERDICTS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+# Labels judges also write, read as the verdict they mean.
+_SAME_VERDICT = {"A<<B": "B>>A", "A<B": "B>A", "B=A": "A=B", "B<A": "A>B", "B<<A": "A>>B"}
+
+
+def canonical_verdict(label: str | None) -> str | None:
+    """One of `VERDICTS` for a parsed label ("B<A" -> "A>B"); None for anything else."""
+    if label is None:
+        return None
+    label = label.strip().upper()
+    return label if label in VERDICTS else _SAME_VERDICT.get(label)
+
+
+def shown_order(instruction: str, model_output: str, reference_output: str) -> tuple[str, str, bool]:
+    """(output_1, output_2, model_first): the two outputs in the order the judge sees them. The order
+    is a fair coin seeded by the instruction and the two texts, never by which text is the model's:
+    the same pair is shown the same way on every machine, and with the roles swapped the judge sees
+    the very same prompt (so its preference becomes 3 - p)."""
+    low, high = sorted((model_output, reference_output))
+    coin = hashlib.sha256("\0".join((instruction, low, high)).encode("utf-8")).digest()[0] % 2
+    output_1, output_2 = (low, high) if coin == 0 else (high, low)
+    return output_1, output_2, output_1 == model_output
+
+
+def model_preference(second_share: float, model_first: bool) -> float:
+    """The preference for the model's output, from the judge's probability that the second output
+    shown (`M`) is better: 1 + that share when the model was shown second, 2 - it when first."""
+    shown = 1.0 + second_share
+    return 3.0 - shown if model_first else shown
+
+
+class Judge:
+    """The interface. `name` says which judge made a number, `comparable` whether it may stand beside
+    the leaderboards, `counters` what went wrong (keys in `COUNTERS`)."""
+
+    comparable = False
+
+    def __init__(self, name: str):
+        self.name = name
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._lock = threading.Lock()
+
+    def count(self, key: str, amount: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += amount
+
+    def prefer(self, items: list[tuple[str, str, str]]) -> list[float | None]:
+        raise NotImplementedError
+
+    def verdicts(self, games: list[tuple[str, str, str, str]]) -> list[str | None]:
+        raise NotImplementedError
+
+    def record(self) -> dict:
+        """What to store beside the numbers this judge made."""
+        return {"judge": self.name, "comparable": self.comparable, "counters": dict(self.counters)}
+
+
+SPEC_FORMS = "openai:MODEL (an OpenAI-compatible endpoint), local:MODEL (a causal LM run here) or reward:MODEL (a reward model)"
+
+
+def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None, batch_size: int = 8) -> Judge:
+    """The judge `spec` names. `base_url` is the OpenAI judge's endpoint; `dtype` and `batch_size`
+    are the local and reward judges'. MODEL of a local or reward judge is a folder, a hub name or a
+    bundled alias (`smollm2-135m-instruct`)."""
+    kind, _, model = (spec or "").partition(":")
+    if kind not in ("openai", "local", "reward") or not model.strip():
+        raise RecipeError(f"judge {spec!r} is not a judge: write {SPEC_FORMS}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise RecipeError(f"judge batch_size {batch_size!r} must be a whole number of at least 1")
+    model = model.strip()
+    if kind == "openai":
+        from .judge_openai import OpenAIJudge
+
+        return OpenAIJudge(model, base_url=base_url)
+    if base_url is not None:
+        raise RecipeError(f"judge base_url is for openai:MODEL judges only, not {spec!r}: remove it")
+    if kind == "local":
+        from .judge_local import LocalJudge
+
+        return LocalJudge(model, dtype=dtype, batch_size=batch_size)
+    from .judge_reward import RewardJudge
+
+    return RewardJudge(model, dtype=dtype, batch_size=batch_size)
