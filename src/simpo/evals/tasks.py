@@ -1,0 +1,151 @@
+"""What each benchmark asks the model, how it decodes by default, and how its answers are scored.
+
+Generation defaults are the official evaluation settings: AlpacaEval samples as the
+gemma-2-9b-it-SimPO entry of the `alpaca_eval` package's model configs does (temperature 0.5,
+top_p 1.0, 4,096 new tokens); Arena-Hard answers as arena-hard-auto's answer generation does
+(greedy, 4,096 new tokens); ZeroEval decodes greedily (4,096 new tokens). Every run stops at the
+model's end-of-turn tokens and EOS, with the one BOS its chat template writes.
+
+A task scores the outputs of one model: `judge_shard` asks the judge about one shard of items (the
+unit a killed run resumes from), `score` turns outputs and judgments into the table's metrics.
+"""
+
+from __future__ import annotations
+
+from . import benchmarks
+from .loglik import predict_letters
+from .winrate import arena_hard_score, length_controlled_win_rate, win_rate
+from .zeroeval import multiple_choice_prompt, open_question_prompt, score_choice, score_open, summarize
+
+
+class Task:
+    name, mode = "", "generate"
+    temperature, top_p, max_new_tokens = 0.0, 1.0, 4096
+    judged = False
+
+    def load(self, options) -> tuple[str, list[dict]]:
+        raise NotImplementedError
+
+    def prompt(self, item: dict) -> str:
+        raise NotImplementedError
+
+    def judge_shard(self, judge, items: list[dict], outputs: list[str]) -> list:
+        return []
+
+    def score(self, items: list[dict], outputs: list[str], judgments: list, count_tokens) -> dict:
+        """{"metrics": ..., "length_unit": ..., "notes": [...], "records": [one dict per item]}"""
+        raise NotImplementedError
+
+
+class AlpacaEval(Task):
+    name, temperature, top_p, judged = "alpaca_eval", 0.5, 1.0, True
+
+    def load(self, options):
+        return benchmarks.alpaca_eval(options.data)
+
+    def prompt(self, item):
+        return item["instruction"]
+
+    def judge_shard(self, judge, items, outputs):
+        return judge.prefer([(item["instruction"], output, item["reference"]) for item, output in zip(items, outputs)])
+
+    def score(self, items, outputs, judgments, count_tokens):
+        kept = [i for i, p in enumerate(judgments) if p is not None]
+        preferences = [judgments[i] for i in kept]
+        wr = win_rate(preferences)
+        lc = length_controlled_win_rate(preferences, [len(outputs[i]) for i in kept], [len(items[i]["reference"]) for i in kept])
+        notes = ["LC: the length_controlled_minimal GLM (the leaderboard's length_controlled_v1 also needs hub data)"]
+        if len(kept) < len(items):
+            notes.append(f"{len(items) - len(kept)} judgments failed and are left out")
+        records = [{"id": item["id"], "instruction": item["instruction"], "output": output, "preference": preference}
+                   for item, output, preference in zip(items, outputs, judgments)]
+        metrics = {"lc": lc["length_controlled_winrate"], "wr": wr["win_rate"], "wr_se": wr["standard_error"],
+                   "length": sum(map(len, outputs)) / len(outputs)}
+        return {"metrics": metrics, "length_unit": "characters", "notes": notes, "records": records}
+
+
+class ArenaHard(Task):
+    name, judged = "arena_hard", True
+
+    def load(self, options):
+        return benchmarks.arena_hard(options.data, options.arena_hard_dir)
+
+    def prompt(self, item):
+        return item["question"]
+
+    def judge_shard(self, judge, items, outputs):
+        games = []
+        for item, output in zip(items, outputs):  # game 1: the baseline is A; game 2: the model is A
+            games += [(item["question"], item["category"], item["baseline_answer"], output),
+                      (item["question"], item["category"], output, item["baseline_answer"])]
+        verdicts = judge.verdicts(games)
+        return [list(verdicts[i : i + 2]) for i in range(0, len(verdicts), 2)]
+
+    def score(self, items, outputs, judgments, count_tokens):
+        result = arena_hard_score([tuple(pair) for pair in judgments])
+        tokens, unit = count_tokens(outputs)
+        notes = [f"baselines: {', '.join(sorted({item['baseline'] for item in items}))}"]
+        if result["dropped"]:
+            notes.append(f"{result['dropped']} questions without a verdict in both games are left out")
+        records = [{"id": item["id"], "output": output, "verdicts": pair} for item, output, pair in zip(items, outputs, judgments)]
+        metrics = {"score": result["score"], "ci_lower": result["ci_lower"], "ci_upper": result["ci_upper"],
+                   "length": sum(tokens) / len(tokens)}
+        return {"metrics": metrics, "length_unit": unit, "notes": notes, "records": records}
+
+
+class GSM(Task):
+    name = "gsm"
+
+    def load(self, options):
+        return benchmarks.gsm(options.data, options.gsm_seed)
+
+    def prompt(self, item):
+        return open_question_prompt(item["question"])
+
+    def score(self, items, outputs, judgments, count_tokens):
+        scored = [score_open(output, item["reference"]) for item, output in zip(items, outputs)]
+        return _zeroeval_result(items, outputs, scored)
+
+
+class MMLU(Task):
+    name = "mmlu"
+
+    def load(self, options):
+        return benchmarks.mmlu(options.data)
+
+    def prompt(self, item):
+        return multiple_choice_prompt(item["question"], item["choices"])
+
+    def score(self, items, outputs, judgments, count_tokens):
+        scored = [score_choice(output, item["answer"]) for item, output in zip(items, outputs)]
+        return _zeroeval_result(items, outputs, scored)
+
+
+class MMLULogLik(MMLU):
+    """MMLU by the answer letter's log-likelihood: no generation, so no reasoning and no Length."""
+
+    mode = "loglik"
+
+    def predict(self, model, tokenizer, items: list[dict], batch_size: int) -> list[str]:
+        return predict_letters(model, tokenizer, items, batch_size)
+
+    def score(self, items, outputs, judgments, count_tokens):
+        records = [{"id": item["id"], "output": letter, "correct": letter == item["answer"]} for item, letter in zip(items, outputs)]
+        accuracy = 100 * sum(record["correct"] for record in records) / len(records)
+        return {"metrics": {"accuracy": accuracy, "length": None}, "length_unit": None,
+                "notes": ["answer-letter log-likelihood (lm-eval style), zero-shot, no chat template"], "records": records}
+
+
+def _zeroeval_result(items, outputs, scored) -> dict:
+    summary = summarize(scored)
+    records = [{"id": item["id"], "output": output, **row} for item, output, row in zip(items, outputs, scored)]
+    notes = ["ZeroEval zero-shot JSON protocol, greedy", f"{summary['no_answer']:.1f}% of the outputs hold no answer"]
+    return {"metrics": {"accuracy": summary["accuracy"], "length": summary["length"]},
+            "length_unit": "characters of the reasoning", "notes": notes, "records": records}
+
+
+TASKS = {task.name: task for task in (AlpacaEval(), ArenaHard(), GSM(), MMLU())}
+
+
+def task_for(benchmark: str, mmlu_mode: str = "zeroeval") -> Task:
+    return MMLULogLik() if benchmark == "mmlu" and mmlu_mode == "loglik" else TASKS[benchmark]

@@ -1,0 +1,289 @@
+"""`simpo eval MODEL [MODEL ...]`: the benchmarks of the SimPO model cards, resumable, and their table.
+
+For each model and benchmark, under `OUTPUT/NAME/BENCHMARK/`:
+- `answers-HASH/`: the model's outputs, in shards written whole (`stages.shards`), HASH naming the
+  model, items and decoding settings, so a killed run continues where it stopped and other
+  settings never mix with these;
+- `judged-HASH/` (AlpacaEval, Arena-Hard): the judge's verdicts on those answers, in shards too,
+  HASH adding the judge; `result.json` there is the finished result, and a rerun with the same
+  settings reads it instead of recomputing;
+- `result.json`: the newest finished result, which `evals.table` reads (schema there);
+  `records.jsonl`: one line per item (output, extracted answer or verdicts);
+  AlpacaEval's `model_outputs.json` is in the format the official `alpaca_eval` tool reads.
+The table (`OUTPUT/results.md`) is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config.recipe import ModelConfig
+from ..errors import RecipeError
+from ..evals.benchmarks import subset
+from ..evals.table import BENCHMARKS, load_results, markdown_table
+from ..evals.tasks import task_for
+from ..generation.backends import open_backend, sampling_dtype
+from ..generation.prompts import PromptRenderer
+from ..models.bundled import BUNDLED
+from ..models.loading import load_model, load_tokenizer, resolve_model_path
+from .shards import ShardedOutput, read_jsonl, write_atomic
+
+logger = logging.getLogger("simpo")
+
+DEFAULT_JUDGE = "local:smollm2-135m-instruct"
+
+
+@dataclass
+class EvalOptions:
+    models: list[str]
+    names: list[str]
+    benchmarks: list[str]
+    limit: int | None = None
+    judge: str = DEFAULT_JUDGE
+    judge_base_url: str | None = None
+    output: Path = Path("outputs/eval")
+    data: str = "offline"
+    mmlu_mode: str = "zeroeval"
+    arena_hard_dir: str | None = None
+    gsm_seed: int = 42
+    seed: int = 42
+    batch_size: int = 16
+    shard_size: int = 32
+    dtype: str = "auto"
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simpo eval", description="The SimPO model cards' benchmarks and their table.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="model folders, hub names or the bundled alias")
+    p.add_argument("--names", help="comma-separated row labels, one per model (default: the folder names)")
+    p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help=f"comma-separated, of {', '.join(BENCHMARKS)}")
+    p.add_argument("--limit", type=_positive, help="a fixed, stratified subset of N items per benchmark")
+    p.add_argument("--judge", default=DEFAULT_JUDGE, help="openai:MODEL, local:MODEL or reward:MODEL (default %(default)s, a weak judge)")
+    p.add_argument("--judge-base-url", help="an OpenAI-compatible endpoint for --judge openai:MODEL (key: OPENAI_API_KEY)")
+    p.add_argument("--output", default="outputs/eval", help="results folder (default %(default)s)")
+    p.add_argument("--data", choices=("offline", "hub"), default="offline", help="benchmark data from PyPI wheels or from the hub")
+    p.add_argument("--mmlu-mode", choices=("zeroeval", "loglik"), default="zeroeval",
+                   help="ZeroEval's generated JSON answers, or the cheaper answer-letter log-likelihood")
+    p.add_argument("--arena-hard-dir", help="an arena-hard-auto data folder (question.jsonl, model_answer/), e.g. v0.1")
+    p.add_argument("--gsm-seed", type=int, default=42, help="seed of the offline GSM-Symbolic problems")
+    p.add_argument("--seed", type=int, default=42, help="sampling seed (AlpacaEval samples)")
+    p.add_argument("--batch-size", type=_positive, default=16, help="prompts decoded together")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"), help="weights dtype while decoding")
+    p.add_argument("--max-new-tokens", type=_positive, help="override every benchmark's token limit (default: the official 4096)")
+    p.add_argument("--temperature", type=float, help="override every benchmark's temperature")
+    p.add_argument("--top-p", type=float, help="override every benchmark's top_p")
+    return p
+
+
+def parse_options(tokens: list[str]) -> EvalOptions:
+    args = parser().parse_args(tokens)  # a bad option: argparse's one-line message, exit 2
+    chosen = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown or not chosen:
+        raise RecipeError(f"--benchmarks takes names of {', '.join(BENCHMARKS)}, got {args.benchmarks!r}")
+    names = [name.strip() for name in args.names.split(",")] if args.names else [_default_name(m) for m in args.models]
+    if len(names) != len(args.models):
+        raise RecipeError(f"--names has {len(names)} labels for {len(args.models)} models")
+    if len(set(names)) != len(names):
+        raise RecipeError(f"the row labels must differ, got {names}: set --names")
+    if args.temperature is not None and not args.temperature >= 0:
+        raise RecipeError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise RecipeError(f"--top-p must be in (0, 1], got {args.top_p}")
+    return EvalOptions(models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
+                       judge_base_url=args.judge_base_url, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
+                       arena_hard_dir=args.arena_hard_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size,
+                       dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+
+
+def _default_name(model: str) -> str:
+    return model if model in BUNDLED else Path(model.rstrip("/")).name or model
+
+
+def _hash(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _decoding(task, options: EvalOptions) -> dict:
+    return {"temperature": task.temperature if options.temperature is None else options.temperature,
+            "top_p": task.top_p if options.top_p is None else options.top_p,
+            "max_new_tokens": options.max_new_tokens or task.max_new_tokens}
+
+
+class TokenCounter:
+    """Arena-Hard counts answer tokens with tiktoken's cl100k; offline its encoding file cannot be
+    fetched, so the evaluated model's tokenizer counts instead, and the unit says which."""
+
+    def __init__(self, tokenizer, model: str):
+        self.tokenizer, self.model = tokenizer, model
+
+    def __call__(self, texts: list[str]) -> tuple[list[int], str]:
+        encoding = _cached_cl100k()
+        if encoding is not None:
+            return [len(encoding.encode(text, disallowed_special=())) for text in texts], "tokens (tiktoken cl100k)"
+        ids = [len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        return ids, f"tokens of {self.model}'s tokenizer (cl100k unavailable offline)"
+
+
+def _cached_cl100k():
+    """tiktoken's cl100k encoding when its file is already in tiktoken's cache (never downloaded here)."""
+    import importlib.util
+    import os
+    import tempfile
+
+    if importlib.util.find_spec("tiktoken") is None:
+        return None
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not Path(cache, hashlib.sha1(url.encode()).hexdigest()).is_file():
+        return None
+    import tiktoken
+
+    return tiktoken.get_encoding("cl100k_base")
+
+
+class ModelRun:
+    """One model's answers to every chosen benchmark, generated lazily with one loaded backend."""
+
+    def __init__(self, model: str, name: str, options: EvalOptions):
+        self.model, self.name, self.options = model, name, options
+        self.config = ModelConfig(model_name_or_path=model)
+        self.tokenizer = load_tokenizer(self.config)
+        self.renderer = PromptRenderer(self.tokenizer)
+        self.dtype = sampling_dtype(options.dtype, "--dtype")
+        self.backend = self.scorer = None
+        from transformers import AutoConfig
+
+        path = resolve_model_path(model)
+        self.context = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+
+    def answers(self, task, items: list[dict], folder: Path) -> tuple[list[str], dict]:
+        decoding = _decoding(task, self.options)
+        prompts = [self.renderer.ids([{"role": "user", "content": task.prompt(item)}]) for item in items]
+        limit = self.context - decoding["max_new_tokens"] if self.context else None
+        too_long = {i for i, ids in enumerate(prompts) if limit is not None and len(ids) > limit}
+        settings = {"model": self.model, "benchmark": task.name, "mode": task.mode, "items": [item["id"] for item in items],
+                    "prompts": _hash({"ids": prompts}), "seed": self.options.seed, "dtype": self.dtype, **decoding}
+        output = ShardedOutput(folder / f"answers-{_hash(settings)}", settings, len(items), self.options.shard_size)
+        start = time.perf_counter()
+        for index in output.pending():
+            rows = list(output.shard_rows(index))
+            todo = [i for i in rows if i not in too_long]
+            texts = dict.fromkeys(rows, "")
+            if todo and task.mode == "loglik":
+                if self.scorer is None:
+                    self.scorer = load_model(self.config, self.dtype).eval()
+                texts.update(zip(todo, task.predict(self.scorer, self.tokenizer, [items[i] for i in todo], self.options.batch_size)))
+            elif todo:
+                if self.backend is None:
+                    self.backend = open_backend("auto", self.config, self.tokenizer, self.renderer.stop_ids, self.options.batch_size, self.dtype)
+                seed = None if decoding["temperature"] == 0 else self.options.seed + index * 1000
+                generated, _ = self.backend.generate([prompts[i] for i in todo], seed, decoding["temperature"], decoding["top_p"],
+                                                     decoding["max_new_tokens"])
+                texts.update(zip(todo, generated))
+            output.write(index, [{"id": items[i]["id"], "output": texts[i]} for i in rows])
+            logger.info("eval %s %s: %d of %d items answered", self.name, task.name, rows[-1] + 1, len(items))
+        output.mark_complete()
+        outputs = [row["output"] for path in sorted(output.folder.glob("shard-*.jsonl")) for row in read_jsonl(path)]
+        notes = [f"{len(too_long)} prompts longer than the model's context minus max_new_tokens got an empty answer"] if too_long else []
+        return outputs, {"seconds": time.perf_counter() - start, "settings": settings, "notes": notes}
+
+    def close(self) -> None:
+        self.backend = self.scorer = None
+
+
+class Judging:
+    """The judge, opened on first use and shared by every model."""
+
+    def __init__(self, options: EvalOptions):
+        self.options, self.judge = options, None
+
+    def get(self):
+        if self.judge is None:
+            from ..evals.judges import open_judge
+
+            self.judge = open_judge(self.options.judge, base_url=self.options.judge_base_url, batch_size=self.options.batch_size)
+        return self.judge
+
+
+def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items: list[dict], total: int) -> dict:
+    options = run.options
+    folder = options.output / run.name / task.name
+    outputs, answered = run.answers(task, items, folder)
+    judge_name = options.judge if task.judged else None
+    judged_settings = {**answered["settings"], "judge": judge_name}
+    judged = folder / f"judged-{_hash(judged_settings)}"
+    if (judged / "result.json").is_file():
+        result = json.loads((judged / "result.json").read_text())
+    else:
+        start = time.perf_counter()
+        judgments: list = []
+        if task.judged:
+            shards = ShardedOutput(judged, judged_settings, len(items), options.shard_size)
+            for index in shards.pending():
+                rows = list(shards.shard_rows(index))
+                verdicts = task.judge_shard(judging.get(), [items[i] for i in rows], [outputs[i] for i in rows])
+                shards.write(index, [{"id": items[i]["id"], "judgment": v} for i, v in zip(rows, verdicts)])
+                logger.info("eval %s %s: %d of %d items judged", run.name, task.name, rows[-1] + 1, len(items))
+            shards.mark_complete()
+            judgments = [row["judgment"] for path in sorted(judged.glob("shard-*.jsonl")) for row in read_jsonl(path)]
+        else:
+            judged.mkdir(parents=True, exist_ok=True)
+        scored = task.score(items, outputs, judgments, TokenCounter(run.tokenizer, run.name))
+        write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in scored.pop("records")))
+        result = {
+            "benchmark": task.name, "name": run.name, "model": run.model, "dataset": label, "n": len(items), "total": total,
+            "judge": judge_name, "comparable": _comparable(task, judge_name, label, len(items), total),
+            **scored, "notes": answered["notes"] + scored["notes"],
+            "seconds": {"generate": answered["seconds"], "judge": time.perf_counter() - start},
+            "settings": answered["settings"] | {"items": len(items)},
+        }
+        write_atomic(judged / "result.json", json.dumps(result, indent=2))
+    write_atomic(folder / "result.json", json.dumps(result, indent=2))
+    write_atomic(folder / "records.jsonl", (judged / "records.jsonl").read_text())
+    if task.name == "alpaca_eval":
+        write_atomic(folder / "model_outputs.json", json.dumps(
+            [{"instruction": item["instruction"], "output": output, "generator": run.name, "dataset": item["dataset"]}
+             for item, output in zip(items, outputs)], indent=2))
+    return result
+
+
+def _comparable(task, judge: str | None, label: str, n: int, total: int) -> bool:
+    """Whether a number can stand beside published ones: every item, a GPT-4-class judge where one
+    judges (an OpenAI-compatible endpoint; local and reward judges never), and GSM8K, not GSM-Symbolic."""
+    return n == total and (not task.judged or (judge or "").startswith("openai:")) and not label.startswith("GSM-Symbolic")
+
+
+def run_eval(options: EvalOptions) -> str:
+    """Evaluate every model on every chosen benchmark; the markdown table of all results in OUTPUT."""
+    loaded = {}
+    for name in options.benchmarks:  # every data problem shows before any model loads
+        label, items = task_for(name, options.mmlu_mode).load(options)
+        loaded[name] = (label, subset(items, options.limit), len(items))
+    judging = Judging(options)
+    for model, name in zip(options.models, options.names):
+        run = ModelRun(model, name, options)
+        for benchmark in options.benchmarks:
+            label, items, total = loaded[benchmark]
+            result = evaluate_benchmark(run, task_for(benchmark, options.mmlu_mode), judging, label, items, total)
+            logger.info("eval %s %s: %s", name, benchmark, json.dumps(result["metrics"]))
+        run.close()
+    table = markdown_table({name: rows for name, rows in load_results(options.output).items() if name in options.names})
+    write_atomic(options.output / "results.md", table + "\n")
+    return table
