@@ -1,11 +1,14 @@
 """Helpers shared by the tests (fixtures are in conftest.py): paths, files, a tiny training run,
-the Gemma-2 chat template, recipe values, pair features, and log-probs with plain transformers."""
+the Gemma-2 chat template, recipe values, pair features, log-probs with plain transformers, and
+waiting for an event."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from simpo.data.bundled import make_prompts, make_rows
@@ -111,3 +114,16 @@ def plain_average_logps(model, tokenizer, rows, side):
         token_logps = torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
         values.append(token_logps[prompt_len - 1 :].mean().item())
     return torch.tensor(values, dtype=torch.float64)
+
+
+# Only turns a hang into a failure: the tests wait for events (a file, an exit), never for a time.
+SAFETY_TIMEOUT_S = 600
+
+
+def wait_for(event, what: str, timeout: float = SAFETY_TIMEOUT_S) -> None:
+    """Poll until `event()` is true; fail after `timeout` seconds, which only a hang reaches."""
+    give_up = time.monotonic() + timeout
+    while not event():
+        if time.monotonic() > give_up:
+            pytest.fail(f"no {what} after {timeout:.0f} s: hung?")
+        time.sleep(0.05)

@@ -17,6 +17,9 @@ COMMANDS = {  # verb: (usage, what it does)
     "binarize": ("simpo binarize [RECIPE.yaml] [--key value ...]", "best vs worst response as a preference pair, train/test split"),
     "evaluate": ("simpo evaluate [RECIPE.yaml] [--key value ...]", "greedy held-out accuracy of model_name_or_path"),
     "pipeline": ("simpo pipeline RECIPE.yaml [--key value ...]", "all of the above in order, then train; finished stages are skipped"),
+    "card": ("simpo card RUN_DIR [--eval FOLDER] [--output PATH]", "the trained model's README.md: a model card with its evaluation table"),
+    "chat": ("simpo chat MODEL [--prompt TEXT] [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--dtype D]",
+             "talk to a model in the terminal, with its chat template and stop tokens"),
     "prepare-model": ("simpo prepare-model [ALIAS]", "convert a bundled model into the cache once"),
 }
 
@@ -37,6 +40,8 @@ def command_help(name: str) -> str:
     from .config.keys import key_rows, text_table
     from .config.pipeline import SECTIONS
     from .config.recipe import OWN_TRAINING_KEYS, DataConfig, ModelConfig, SimPOConfig
+    from .stages.card import OPTION_ROWS as CARD_OPTIONS
+    from .stages.chat import OPTION_ROWS as CHAT_OPTIONS
 
     synopsis, what = COMMANDS[name]
     parts = [f"usage: {synopsis}", "", what + "."]
@@ -53,6 +58,8 @@ def command_help(name: str) -> str:
         "pipeline": [("pipeline", [("run_dir", "str", "outputs/pipeline", "Where every stage writes")])]
                     + [(section, key_rows(cls, f"{section}.")) for section, cls in SECTIONS.items()]
                     + [("training: every key of `simpo train --help`", [])],
+        "card": [("card", CARD_OPTIONS)],
+        "chat": [("chat", CHAT_OPTIONS)],
         "prepare-model": [],
     }[name]
     for title, rows in sections:
@@ -117,6 +124,18 @@ def _stage(name: str):
     return run
 
 
+def _card(tokens: list[str]) -> None:
+    from .stages.card import run_card
+
+    print(run_card(tokens))
+
+
+def _chat(tokens: list[str]) -> None:
+    from .stages.chat import run_chat
+
+    run_chat(tokens)
+
+
 def _prepare_model(tokens: list[str]) -> None:
     from .models.bundled import BUNDLED, bundled_model_dir
 
@@ -129,6 +148,8 @@ def _prepare_model(tokens: list[str]) -> None:
 STAGES = {
     "train": _train,
     **{name: _stage(name) for name in ("generate", "annotate", "binarize", "evaluate", "pipeline")},
+    "card": _card,
+    "chat": _chat,
     "prepare-model": _prepare_model,
 }
 

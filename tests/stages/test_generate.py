@@ -5,10 +5,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from helpers import REPO, write_jsonl, write_prompts
+from helpers import REPO, wait_for, write_jsonl, write_prompts
 
 from simpo.cli import main
 from simpo.config.pipeline import load_pipeline
@@ -16,18 +15,6 @@ from simpo.data.bundled import make_prompts
 from simpo.errors import RecipeError
 from simpo.stages.generate import run_generate
 from simpo.stages.shards import read_stage
-
-# Only turns a hang into a failure: the tests wait for events (a file, an exit), never for a time.
-SAFETY_TIMEOUT_S = 600
-
-
-def wait_for(event, what: str, timeout: float = SAFETY_TIMEOUT_S) -> None:
-    """Poll until `event()` is true; fail after `timeout` seconds, which only a hang reaches."""
-    give_up = time.monotonic() + timeout
-    while not event():
-        if time.monotonic() > give_up:
-            pytest.fail(f"no {what} after {timeout:.0f} s: hung?")
-        time.sleep(0.05)
 
 
 def _generate_args(model, prompts, out, *extra):

@@ -53,13 +53,18 @@ class AlpacaEval(Task):
         kept = [i for i, p in enumerate(judgments) if p is not None]
         preferences = [judgments[i] for i in kept]
         wr = win_rate(preferences)
-        lc = length_controlled_win_rate(preferences, [len(outputs[i]) for i in kept], [len(items[i]["reference"]) for i in kept])
         notes = ["LC: the length_controlled_minimal GLM (the leaderboard's length_controlled_v1 also needs hub data)"]
+        try:
+            lc = length_controlled_win_rate(preferences, [len(outputs[i]) for i in kept],
+                                            [len(items[i]["reference"]) for i in kept])["length_controlled_winrate"]
+        except ValueError as err:  # too few or perfectly separated judgments: the GLM has no fit
+            lc = None
+            notes.append(f"LC not computed: {err}")
         if len(kept) < len(items):
             notes.append(f"{len(items) - len(kept)} judgments failed and are left out")
         records = [{"id": item["id"], "instruction": item["instruction"], "output": output, "preference": preference}
                    for item, output, preference in zip(items, outputs, judgments)]
-        metrics = {"lc": lc["length_controlled_winrate"], "wr": wr["win_rate"], "wr_se": wr["standard_error"],
+        metrics = {"lc": lc, "wr": wr["win_rate"], "wr_se": wr["standard_error"],
                    "length": sum(map(len, outputs)) / len(outputs)}
         return {"metrics": metrics, "length_unit": "characters", "notes": notes, "records": records}
 

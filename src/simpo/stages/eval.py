@@ -84,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gsm-seed", type=int, default=42, help="seed of the offline GSM-Symbolic problems")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (AlpacaEval samples)")
     p.add_argument("--batch-size", type=_positive, default=16, help="prompts decoded together")
+    p.add_argument("--shard-size", type=_positive, default=32, help="items per shard written: the most work a kill can lose")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"), help="weights dtype while decoding")
     p.add_argument("--max-new-tokens", type=_positive, help="override every benchmark's token limit (default: the official 4096)")
     p.add_argument("--temperature", type=float, help="override every benchmark's temperature")
@@ -108,7 +109,7 @@ def parse_options(tokens: list[str]) -> EvalOptions:
         raise RecipeError(f"--top-p must be in (0, 1], got {args.top_p}")
     return EvalOptions(models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
                        judge_base_url=args.judge_base_url, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
-                       arena_hard_dir=args.arena_hard_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size,
+                       arena_hard_dir=args.arena_hard_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
                        dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
 
 
@@ -179,7 +180,8 @@ class ModelRun:
         limit = self.context - decoding["max_new_tokens"] if self.context else None
         too_long = {i for i, ids in enumerate(prompts) if limit is not None and len(ids) > limit}
         settings = {"model": self.model, "benchmark": task.name, "mode": task.mode, "items": [item["id"] for item in items],
-                    "prompts": _hash({"ids": prompts}), "seed": self.options.seed, "dtype": self.dtype, **decoding}
+                    "prompts": _hash({"ids": prompts}), "seed": self.options.seed, "dtype": self.dtype,
+                    "shard_size": self.options.shard_size, **decoding}
         output = ShardedOutput(folder / f"answers-{_hash(settings)}", settings, len(items), self.options.shard_size)
         start = time.perf_counter()
         for index in output.pending():

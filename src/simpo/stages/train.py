@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 import yaml
@@ -13,6 +14,8 @@ from ..data.chat import stop_token_ids
 from ..data.dataset import build_pair_datasets
 from ..data.encode import PairEncoder
 from ..models.loading import load_model, load_tokenizer
+from ..training.curves import write_curves
+from ..training.run_info import write_run_info
 from ..training.trainer import SimPOTrainer
 
 logger = logging.getLogger("simpo")
@@ -39,6 +42,7 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     """Train, save everything to `output_dir`, and return the held-out metrics before and after."""
     from transformers import set_seed
 
+    start = time.perf_counter()
     args = recipe.training
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
@@ -71,6 +75,9 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     trainer.save_model(str(output_dir))
     trainer.save_state()
+    if trainer.is_world_process_zero():  # the model card's records: curves, machine and wall time
+        write_curves(output_dir)
+        write_run_info(output_dir, args, time.perf_counter() - start, list(recipe.data.dataset_mixer))
     if evaluate and trainer.is_world_process_zero():
         print(summary_table(before, after, len(test_set)))
     return {"before": before, "after": after}

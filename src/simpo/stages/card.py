@@ -1,0 +1,157 @@
+"""`simpo card RUN_DIR`: the trained model folder's README.md, a Hugging Face model card.
+
+RUN_DIR is a pipeline run folder (the model in `model/`, `simpo eval` results in `benchmarks/`,
+`pipeline.json` with the stage seconds, the stages' manifests saying how the pairs were made) or a
+training `output_dir` itself (`recipe.yaml`, `trainer_state.json`, `config.json`). This module reads
+the run; `models/card.py` writes the text. The card replaces `README.md` in one step (temporary file
+and rename), so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from ..errors import RecipeError
+from ..evals.table import load_results
+from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
+from ..training.curves import FILENAME as CURVES
+from ..training.run_info import RUN_INFO
+from .shards import write_atomic
+
+logger = logging.getLogger("simpo")
+
+OPTIONS = (  # (flag, argparse settings): the parser and `simpo card --help` are both made from these
+    ("--eval", {"type": str, "default": None, "help": "The simpo eval results folder; unset: RUN_DIR/benchmarks when it exists"}),
+    ("--output", {"type": str, "default": None, "help": "Where the card goes; unset: README.md in the model folder"}),
+)
+OPTION_ROWS = [(flag, settings["type"].__name__, "-" if settings["default"] is None else str(settings["default"]), settings["help"])
+               for flag, settings in OPTIONS]
+TRAINING_FILES = ("recipe.yaml", "trainer_state.json", "config.json")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # a one-line error through the CLI, not argparse's exit
+        raise RecipeError(f"{message} (simpo card --help lists the options)")
+
+
+def parse_options(tokens: list[str]) -> argparse.Namespace:
+    parser = _Parser(prog="simpo card", add_help=False)
+    parser.add_argument("run_dir")
+    for flag, settings in OPTIONS:
+        parser.add_argument(flag, **settings)
+    return parser.parse_args(tokens)
+
+
+def locate_model(run_dir: Path) -> tuple[Path, Path | None]:
+    """(the model folder, the pipeline run folder or None) of RUN_DIR; a RecipeError saying what a run
+    folder holds when it is neither kind."""
+    if all((run_dir / "model" / name).is_file() for name in TRAINING_FILES):
+        return run_dir / "model", run_dir
+    if all((run_dir / name).is_file() for name in TRAINING_FILES):
+        return run_dir, None
+    raise RecipeError(
+        f"{run_dir} is not a run folder: expected a pipeline run folder (with model/ holding {', '.join(TRAINING_FILES)}) "
+        f"or a training output_dir holding {', '.join(TRAINING_FILES)}"
+    )
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _license(base: str) -> str | None:
+    """The base model's license: known for a bundled alias, else from its folder's README front matter."""
+    if base in BUNDLED_ORIGINS:
+        return BUNDLED_ORIGINS[base][1]
+    readme = Path(base) / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text()
+    if not text.startswith("---"):
+        return None
+    try:
+        meta = yaml.safe_load(text.split("---", 2)[1])
+    except yaml.YAMLError:
+        return None
+    return meta.get("license") if isinstance(meta, dict) else None
+
+
+def _datasets(recipe: dict, run_info: dict) -> list[dict]:
+    """The recipe's sources: a hub name or a local one (as the training run saw it), with pair counts
+    of local JSONL splits."""
+    local = run_info.get("local_datasets")
+    found = []
+    for source, fraction in recipe.get("dataset_mixer", {}).items():
+        is_local = source in local if local is not None else Path(source).exists()
+        counts = {}
+        for split in recipe.get("dataset_splits", ["train", "test"]):
+            rows = Path(source) / f"{split}.jsonl"
+            if is_local and rows.is_file():
+                with open(rows) as lines:
+                    counts[split] = sum(1 for line in lines if line.strip())
+        found.append({"source": source, "fraction": fraction, "hub": not is_local, "pairs": counts or None})
+    return found
+
+
+def _on_policy(pipeline_dir: Path) -> dict | None:
+    generate = _json(pipeline_dir / "generations" / "manifest.json")
+    if not generate:
+        return None
+    return {"generate": generate, "rewards": _json(pipeline_dir / "scores" / "manifest.json").get("rewards", [])}
+
+
+def _is_model(named: str, model_dir: Path) -> bool:
+    return Path(named).resolve() == model_dir.resolve()
+
+
+def gather_facts(run_dir: str | Path, eval_folder: str | Path | None = None, output: Path | None = None) -> CardFacts:
+    """Everything the card states, read from the run folder, its model and its evaluation results."""
+    from transformers import AutoTokenizer
+
+    from ..data.chat import stop_token_ids
+
+    run_dir = Path(run_dir)
+    model_dir, pipeline_dir = locate_model(run_dir)
+    output = output or model_dir / "README.md"
+    recipe = yaml.safe_load((model_dir / "recipe.yaml").read_text()) or {}
+    run_info = _json(model_dir / RUN_INFO)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    stop_ids = stop_token_ids(tokenizer)
+    folder = Path(eval_folder) if eval_folder is not None else run_dir / "benchmarks"
+    results = load_results(folder) if eval_folder is not None or folder.is_dir() else {}
+    own = next((row for row in results.values() if any(_is_model(result["model"], model_dir) for result in row.values())), {})
+    if results and not own:
+        logger.warning("card: no result in %s is for %s; the card shows the table but no model-index", folder, model_dir)
+    curves = model_dir / CURVES
+    return CardFacts(
+        name=(pipeline_dir or model_dir).resolve().name, model_path=str(model_dir), recipe=recipe,
+        log_history=_json(model_dir / "trainer_state.json").get("log_history", []),
+        stop_tokens=list(zip(tokenizer.convert_ids_to_tokens(stop_ids), stop_ids)),
+        datasets=_datasets(recipe, run_info), run_info=run_info, base_license=_license(recipe.get("model_name_or_path", "")),
+        on_policy=_on_policy(pipeline_dir) if pipeline_dir else None,
+        pipeline_seconds=_json(pipeline_dir / "pipeline.json").get("seconds") if pipeline_dir else None,
+        results=results or None, own_results=own, eval_folder=str(folder),
+        curves_link=os.path.relpath(curves, output.resolve().parent) if curves.is_file() else None,
+    )
+
+
+def write_card(run_dir: str | Path, eval_folder: str | Path | None = None, output: str | Path | None = None) -> Path:
+    """Write the model card of RUN_DIR (to `output`, else the model folder's README.md) and return its path."""
+    output = Path(output) if output is not None else None
+    facts = gather_facts(run_dir, eval_folder, output)
+    target = output or Path(facts.model_path) / "README.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, render_card(facts))
+    return target
+
+
+def run_card(tokens: list[str]) -> Path:
+    """`simpo card` with its command-line tokens."""
+    options = parse_options(tokens)
+    return write_card(options.run_dir, options.eval, options.output)

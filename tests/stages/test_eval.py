@@ -1,0 +1,111 @@
+"""`simpo eval` on a tiny model: results equal to the records they summarize, AlpacaEval's official
+output format, answers reused across judges, a killed run resumed without regenerating, bad options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, wait_for
+
+from simpo.errors import RecipeError
+from simpo.evals import benchmarks
+from simpo.evals.table import load_results
+from simpo.evals.winrate import win_rate
+from simpo.evals.zeroeval import score_choice, score_open
+from simpo.stages.eval import parse_options, run_eval
+
+
+def _options(model, out, *extra):
+    return parse_options([str(model), "--output", str(out), "--max-new-tokens", "12", "--batch-size", "4", *extra])
+
+
+def test_zeroeval_results_equal_a_rescoring_of_their_records(tiny_model_dir, tmp_path, one_thread):
+    model = tiny_model_dir("llama")
+    table = run_eval(_options(model, tmp_path, "--benchmarks", "gsm,mmlu", "--limit", "5", "--names", "tiny"))
+    results = load_results(tmp_path)["tiny"]
+    for benchmark, rescore, key in (("gsm", score_open, "reference"), ("mmlu", score_choice, "answer")):
+        result = results[benchmark]
+        records = [json.loads(line) for line in (tmp_path / "tiny" / benchmark / "records.jsonl").read_text().splitlines()]
+        assert result["n"] == len(records) == 5 and result["judge"] is None and result["comparable"] is False
+        items = {item["id"]: item for item in (benchmarks.gsm("offline", 42) if benchmark == "gsm" else benchmarks.mmlu("offline"))[1]}
+        again = [rescore(record["output"], items[record["id"]][key]) for record in records]
+        assert result["metrics"]["accuracy"] == pytest.approx(100 * sum(row["correct"] for row in again) / 5)
+        answered = [row for row in again if row["answer"] is not None]
+        expected_length = sum(len(row["reasoning"]) for row in answered) / len(answered) if answered else None
+        assert result["metrics"]["length"] == pytest.approx(expected_length)
+    assert table.splitlines()[0] == "| Model | AE2 LC | AE2 WR | AE2 Length | AH | AH Length | GSM | GSM Length | MMLU | MMLU Length |"
+    assert table.splitlines()[2].startswith("| tiny | - | - | - | - | - | ")
+    assert "GSM-Symbolic (reasoning-gym, seed 42): 5 of 1319 items" in table
+    assert (tmp_path / "results.md").read_text().strip() == table.strip()
+
+
+def test_alpaca_eval_writes_the_official_outputs_format_and_a_new_judge_reuses_the_answers(tiny_model_dir, tmp_path, one_thread):
+    model = tiny_model_dir("llama")
+    run_eval(_options(model, tmp_path, "--benchmarks", "alpaca_eval", "--limit", "4", "--names", "tiny", "--judge", f"local:{model}"))
+    folder = tmp_path / "tiny" / "alpaca_eval"
+    outputs = json.loads((folder / "model_outputs.json").read_text())
+    assert [sorted(row) for row in outputs] == [["dataset", "generator", "instruction", "output"]] * 4
+    assert {row["generator"] for row in outputs} == {"tiny"}
+    result = json.loads((folder / "result.json").read_text())
+    preferences = [json.loads(line)["preference"] for line in (folder / "records.jsonl").read_text().splitlines()]
+    assert result["metrics"]["wr"] == pytest.approx(win_rate(preferences)["win_rate"])
+    assert result["metrics"]["length"] == pytest.approx(sum(len(row["output"]) for row in outputs) / 4)
+    assert result["judge"] == f"local:{model}" and result["comparable"] is False
+
+    reward = tmp_path / "reward"
+    _tiny_reward_model(model, reward)
+    run_eval(_options(model, tmp_path, "--benchmarks", "alpaca_eval", "--limit", "4", "--names", "tiny", "--judge", f"reward:{reward}"))
+    assert len(list(folder.glob("answers-*"))) == 1 and len(list(folder.glob("judged-*"))) == 2
+    assert json.loads((folder / "model_outputs.json").read_text()) == outputs
+    assert json.loads((folder / "result.json").read_text())["judge"] == f"reward:{reward}"
+
+
+def _tiny_reward_model(policy, folder):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    config = LlamaConfig.from_pretrained(policy, num_labels=1)
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(1)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def test_a_killed_eval_resumes_without_regenerating_finished_shards(tiny_model_dir, tmp_path, one_thread):
+    model = tiny_model_dir("llama")
+    args = [str(model), "--output", str(tmp_path), "--benchmarks", "gsm", "--limit", "6", "--shard-size", "1",
+            "--max-new-tokens", "48", "--batch-size", "1", "--names", "tiny"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "simpo.cli", "eval", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    answers = tmp_path / "tiny" / "gsm"
+    wait_for(lambda: any(answers.glob("answers-*/shard-00001.jsonl")), "second shard")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = {path.name: (path.stat().st_mtime_ns, path.read_text()) for path in answers.glob("answers-*/shard-*.jsonl")}
+    assert len(done) >= 2
+
+    run_eval(parse_options(args))
+    shards = sorted(answers.glob("answers-*/shard-*.jsonl"))
+    assert len(shards) == 6
+    for path in shards:  # the shards written before the kill are the same files, untouched
+        if path.name in done:
+            assert (path.stat().st_mtime_ns, path.read_text()) == done[path.name]
+    assert json.loads((answers / "result.json").read_text())["n"] == 6
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    with pytest.raises(RecipeError, match="--benchmarks takes names of alpaca_eval, arena_hard, gsm, mmlu"):
+        parse_options(["m", "--benchmarks", "gsm,humaneval"])
+    with pytest.raises(RecipeError, match="--names has 1 labels for 2 models"):
+        parse_options(["a", "b", "--names", "x"])
+    with pytest.raises(RecipeError, match="row labels must differ"):
+        parse_options(["a/model", "b/model"])
+    with pytest.raises(SystemExit):
+        parse_options(["m", "--limit", "0"])
