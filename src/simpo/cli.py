@@ -16,6 +16,8 @@ COMMANDS = {  # verb: (usage, what it does)
     "annotate": ("simpo annotate [RECIPE.yaml] [--key value ...]", "score every response with the recipe's rewards"),
     "binarize": ("simpo binarize [RECIPE.yaml] [--key value ...]", "best vs worst response as a preference pair, train/test split"),
     "evaluate": ("simpo evaluate [RECIPE.yaml] [--key value ...]", "greedy held-out accuracy of model_name_or_path"),
+    "eval": ("simpo eval MODEL [MODEL ...] [--benchmarks ...] [--limit N] [--judge ...]",
+             "AlpacaEval 2, Arena-Hard, GSM and MMLU as the SimPO model cards report them, and their table"),
     "pipeline": ("simpo pipeline RECIPE.yaml [--key value ...]", "all of the above in order, then train; finished stages are skipped"),
     "card": ("simpo card RUN_DIR [--eval FOLDER] [--output PATH]", "the trained model's README.md: a model card with its evaluation table"),
     "chat": ("simpo chat MODEL [--prompt TEXT] [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--dtype D]",
@@ -44,6 +46,10 @@ def command_help(name: str) -> str:
     from .stages.chat import OPTION_ROWS as CHAT_OPTIONS
 
     synopsis, what = COMMANDS[name]
+    if name == "eval":
+        from .stages.eval import parser
+
+        return parser().format_help()
     parts = [f"usage: {synopsis}", "", what + "."]
     model_keys = key_rows(ModelConfig, names=["model_name_or_path", "model_revision", "torch_dtype", "trust_remote_code", "chat_template"])
     sections = {
@@ -124,6 +130,12 @@ def _stage(name: str):
     return run
 
 
+def _eval(tokens: list[str]) -> None:
+    from .stages.eval import parse_options, run_eval
+
+    print(run_eval(parse_options(tokens)))
+
+
 def _card(tokens: list[str]) -> None:
     from .stages.card import run_card
 
@@ -148,6 +160,7 @@ def _prepare_model(tokens: list[str]) -> None:
 STAGES = {
     "train": _train,
     **{name: _stage(name) for name in ("generate", "annotate", "binarize", "evaluate", "pipeline")},
+    "eval": _eval,
     "card": _card,
     "chat": _chat,
     "prepare-model": _prepare_model,

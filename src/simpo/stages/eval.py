@@ -32,7 +32,7 @@ from ..generation.backends import open_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer
 from ..models.bundled import BUNDLED
 from ..models.loading import load_model, load_tokenizer, resolve_model_path
-from .shards import ShardedOutput, read_jsonl, write_atomic
+from .shards import ShardedOutput, read_jsonl, write_atomic, write_if_changed
 
 logger = logging.getLogger("simpo")
 
@@ -257,10 +257,10 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
             "settings": answered["settings"] | {"items": len(items)},
         }
         write_atomic(judged / "result.json", json.dumps(result, indent=2))
-    write_atomic(folder / "result.json", json.dumps(result, indent=2))
-    write_atomic(folder / "records.jsonl", (judged / "records.jsonl").read_text())
+    write_if_changed(folder / "result.json", json.dumps(result, indent=2))
+    write_if_changed(folder / "records.jsonl", (judged / "records.jsonl").read_text())
     if task.name == "alpaca_eval":
-        write_atomic(folder / "model_outputs.json", json.dumps(
+        write_if_changed(folder / "model_outputs.json", json.dumps(
             [{"instruction": item["instruction"], "output": output, "generator": run.name, "dataset": item["dataset"]}
              for item, output in zip(items, outputs)], indent=2))
     return result
@@ -287,5 +287,5 @@ def run_eval(options: EvalOptions) -> str:
             logger.info("eval %s %s: %s", name, benchmark, json.dumps(result["metrics"]))
         run.close()
     table = markdown_table({name: rows for name, rows in load_results(options.output).items() if name in options.names})
-    write_atomic(options.output / "results.md", table + "\n")
+    write_if_changed(options.output / "results.md", table + "\n")
     return table

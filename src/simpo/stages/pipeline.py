@@ -1,4 +1,5 @@
-"""`simpo pipeline`: generate, annotate, binarize, evaluate the initial model, train, evaluate again.
+"""`simpo pipeline`: generate, annotate, binarize, evaluate the initial model, train, evaluate again,
+then the model-card benchmarks (`simpo eval`) on both models and the model card (`simpo card`).
 
 Every stage is skipped when its output is already complete, so the same command continues a run
 that was stopped at any point. Everything that can fail on the recipe (keys, reward models,
@@ -19,6 +20,8 @@ from ..rewards.programmatic import check_references
 from ..rewards.reward_model import check_reward_model
 from .annotate import run_annotate
 from .binarize import run_binarize
+from .card import write_card
+from .eval import EvalOptions, run_eval
 from .evaluate import run_evaluate
 from .generate import run_generate
 from .shards import is_complete, mark_complete
@@ -39,7 +42,7 @@ def _check_rewards(pipeline: Pipeline):
 def run_pipeline(pipeline: Pipeline) -> dict:
     from .train import run_training  # imports the trainer: only when training runs
 
-    for section in (pipeline.generate, pipeline.annotate, pipeline.binarize, pipeline.evaluate):
+    for section in (pipeline.generate, pipeline.annotate, pipeline.binarize, pipeline.evaluate, pipeline.eval):
         section.validate()
     check_prompts = _check_rewards(pipeline)
     evaluate = pipeline.evaluate
@@ -68,11 +71,28 @@ def run_pipeline(pipeline: Pipeline) -> dict:
     # keeps the time its stages took.
     record = pipeline.run_dir / "pipeline.json"
     spent = json.loads(record.read_text())["seconds"] if record.is_file() else {}
+    table = stage("eval", lambda: _benchmarks(pipeline, str(output_dir))) if pipeline.eval.benchmarks else None
     seconds = {name: spent.get(name, 0.0) + seconds.get(name, 0.0) for name in dict.fromkeys([*seconds, *spent])}
     result = {"before": before, "after": after, "seconds": seconds}
     record.write_text(json.dumps(result, indent=2))
+    card = write_card(pipeline.run_dir, pipeline.eval.output if table else None)
     print(summary(result))
+    if table:
+        print(f"\nmodel-card benchmarks (simpo eval, in {pipeline.eval.output}):\n{table}")
+    print(f"\nmodel card: {card}")
     return result
+
+
+def _benchmarks(pipeline: Pipeline, trained: str) -> str:
+    """The model-card benchmarks of the initial and the trained model, one table row each."""
+    settings = pipeline.eval
+    options = EvalOptions(
+        models=[pipeline.model, trained], names=["base", pipeline.train.training.loss_type], benchmarks=settings.benchmarks,
+        limit=settings.limit, judge=settings.judge, judge_base_url=settings.judge_base_url, output=Path(settings.output),
+        data=settings.data, mmlu_mode=settings.mmlu_mode, batch_size=settings.batch_size, dtype=settings.dtype,
+        max_new_tokens=settings.max_new_tokens,
+    )
+    return run_eval(options)
 
 
 def summary(result: dict) -> str:

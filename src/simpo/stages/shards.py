@@ -40,6 +40,12 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+def write_if_changed(path: Path, text: str) -> None:
+    """`write_atomic` unless the file already holds `text` (a rerun leaves finished files untouched)."""
+    if not (path.is_file() and path.read_text() == text):
+        write_atomic(path, text)
+
+
 def claim(folder: Path, settings: dict[str, Any]) -> None:
     """Record `settings` in `folder`, or fail if the folder holds output made with other settings."""
     folder.mkdir(parents=True, exist_ok=True)
