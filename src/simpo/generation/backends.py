@@ -15,11 +15,11 @@ import importlib.util
 import json
 
 import torch
-from transformers import DynamicCache
 
 from ..errors import RecipeError
 from ..models.loading import load_model, resolve_model_path
 from ..models.precision import resolve_dtype
+from .kv_cache import growing_cache
 from .sampling import NucleusSampling
 
 
@@ -60,7 +60,7 @@ class TransformersBackend:
         active = torch.arange(rows, device=input_ids.device)  # the batch's rows, as input rows
         finished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=model.config)
+        cache = growing_cache(model.config)
         logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                        cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
         positions = positions[:, -1:]
