@@ -145,6 +145,7 @@ class EvalConfig:
     limit: int | None = recipe_key(None, "A fixed, stratified subset of N items per benchmark; unset: all")
     judge: str = recipe_key("local:smollm2-135m-instruct", "openai:MODEL, local:MODEL or reward:MODEL; the default is a weak judge, labelled so")
     judge_base_url: str | None = recipe_key(None, "OpenAI-compatible endpoint of an openai: judge (key: OPENAI_API_KEY)")
+    judge_max_length: int | None = recipe_key(None, "Local and reward judges: cut the answers so that one judge input holds at most N tokens; unset: the judge's context")
     max_new_tokens: int | None = recipe_key(None, "Token limit of every answer; unset: each benchmark's official 4096")
     batch_size: int = recipe_key(16, "Prompts decoded together")
     dtype: str = recipe_key("auto", "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native)")
@@ -158,8 +159,9 @@ class EvalConfig:
             raise RecipeError(f"eval.benchmarks must be a list of {', '.join(known)} (or [] to skip), got {self.benchmarks!r}")
         if self.limit is not None:
             _positive_int(self.limit, "eval.limit")
-        if self.max_new_tokens is not None:
-            _positive_int(self.max_new_tokens, "eval.max_new_tokens")
+        for key in ("max_new_tokens", "judge_max_length"):
+            if getattr(self, key) is not None:
+                _positive_int(getattr(self, key), f"eval.{key}")
         _positive_int(self.batch_size, "eval.batch_size")
         _check_dtype(self.dtype, "eval.dtype")
         if not isinstance(self.judge, str) or self.judge.partition(":")[0] not in ("openai", "local", "reward") or not self.judge.partition(":")[2]:

@@ -42,7 +42,7 @@ def answer_budgets(first: int, second: int, budget: int) -> tuple[int, int]:
 
 
 class LocalJudge(Judge):
-    def __init__(self, model: str, dtype: str | None = None, batch_size: int = 8):
+    def __init__(self, model: str, dtype: str | None = None, batch_size: int = 8, max_length: int | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         super().__init__(f"local:{model}")
@@ -64,6 +64,8 @@ class LocalJudge(Judge):
         if torch.cuda.is_available():
             self.model = self.model.to("cuda")
         self.context = getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length
+        if max_length is not None:  # a shorter input costs less: attention grows with its square
+            self.context = min(self.context, max_length)
         self.batch_size = batch_size
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)

@@ -24,12 +24,13 @@ def _sigmoid(x: float) -> float:
 
 
 class RewardJudge(Judge):
-    def __init__(self, model: str, dtype: str | None = None, batch_size: int = 8, trust_remote_code: bool = False):
+    def __init__(self, model: str, dtype: str | None = None, batch_size: int = 8, trust_remote_code: bool = False,
+                 max_length: int | None = None):
         from ..rewards.reward_model import RewardModel
 
         super().__init__(f"reward:{model}")
         self.reward_model = RewardModel({"model": model, "trust_remote_code": trust_remote_code, "dtype": dtype or "auto",
-                                         "batch_size": batch_size, "max_length": None})
+                                         "batch_size": batch_size, "max_length": max_length})
 
     def _scores(self, pairs: list[tuple[str, str]]) -> list[float]:
         """The reward of each (prompt, answer), counting conversations cut to the model's limit."""

@@ -94,9 +94,11 @@ class Judge:
 SPEC_FORMS = "openai:MODEL (an OpenAI-compatible endpoint), local:MODEL (a causal LM run here) or reward:MODEL (a reward model)"
 
 
-def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None, batch_size: int = 8) -> Judge:
-    """The judge `spec` names. `base_url` is the OpenAI judge's endpoint; `dtype` and `batch_size`
-    are the local and reward judges'. MODEL of a local or reward judge is a folder, a hub name or a
+def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None, batch_size: int = 8,
+               max_length: int | None = None) -> Judge:
+    """The judge `spec` names. `base_url` is the OpenAI judge's endpoint; `dtype`, `batch_size` and
+    `max_length` (the most tokens of one judge input; unset: the model's context) are the local and
+    reward judges'. MODEL of a local or reward judge is a folder, a hub name or a
     bundled alias (`smollm2-135m-instruct`)."""
     kind, _, model = (spec or "").partition(":")
     if kind not in ("openai", "local", "reward") or not model.strip():
@@ -113,7 +115,7 @@ def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None,
     if kind == "local":
         from .judge_local import LocalJudge
 
-        return LocalJudge(model, dtype=dtype, batch_size=batch_size)
+        return LocalJudge(model, dtype=dtype, batch_size=batch_size, max_length=max_length)
     from .judge_reward import RewardJudge
 
-    return RewardJudge(model, dtype=dtype, batch_size=batch_size)
+    return RewardJudge(model, dtype=dtype, batch_size=batch_size, max_length=max_length)

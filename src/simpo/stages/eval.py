@@ -47,6 +47,7 @@ class EvalOptions:
     limit: int | None = None
     judge: str = DEFAULT_JUDGE
     judge_base_url: str | None = None
+    judge_max_length: int | None = None
     output: Path = Path("outputs/eval")
     data: str = "offline"
     mmlu_mode: str = "zeroeval"
@@ -76,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive, help="a fixed, stratified subset of N items per benchmark")
     p.add_argument("--judge", default=DEFAULT_JUDGE, help="openai:MODEL, local:MODEL or reward:MODEL (default %(default)s, a weak judge)")
     p.add_argument("--judge-base-url", help="an OpenAI-compatible endpoint for --judge openai:MODEL (key: OPENAI_API_KEY)")
+    p.add_argument("--judge-max-length", type=_positive,
+                   help="local and reward judges: cut the answers so that one judge input holds at most N tokens (default: its context)")
     p.add_argument("--output", default="outputs/eval", help="results folder (default %(default)s)")
     p.add_argument("--data", choices=("offline", "hub"), default="offline", help="benchmark data from PyPI wheels or from the hub")
     p.add_argument("--mmlu-mode", choices=("zeroeval", "loglik"), default="zeroeval",
@@ -108,7 +111,7 @@ def parse_options(tokens: list[str]) -> EvalOptions:
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise RecipeError(f"--top-p must be in (0, 1], got {args.top_p}")
     return EvalOptions(models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
-                       judge_base_url=args.judge_base_url, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
+                       judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
                        arena_hard_dir=args.arena_hard_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
                        dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
 
@@ -220,7 +223,8 @@ class Judging:
         if self.judge is None:
             from ..evals.judges import open_judge
 
-            self.judge = open_judge(self.options.judge, base_url=self.options.judge_base_url, batch_size=self.options.batch_size)
+            self.judge = open_judge(self.options.judge, base_url=self.options.judge_base_url, batch_size=self.options.batch_size,
+                                    max_length=self.options.judge_max_length)
         return self.judge
 
 
@@ -230,6 +234,8 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
     outputs, answered = run.answers(task, items, folder)
     judge_name = options.judge if task.judged else None
     judged_settings = {**answered["settings"], "judge": judge_name}
+    if task.judged and options.judge_max_length:
+        judged_settings["judge_max_length"] = options.judge_max_length
     judged = folder / f"judged-{_hash(judged_settings)}"
     if (judged / "result.json").is_file():
         result = json.loads((judged / "result.json").read_text())
@@ -252,7 +258,8 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
         result = {
             "benchmark": task.name, "name": run.name, "model": run.model, "dataset": label, "n": len(items), "total": total,
             "judge": judge_name, "comparable": _comparable(task, judge_name, label, len(items), total),
-            **scored, "notes": answered["notes"] + scored["notes"],
+            **scored, "notes": answered["notes"] + scored["notes"] + (
+                [f"judge inputs cut to {options.judge_max_length} tokens"] if "judge_max_length" in judged_settings else []),
             "seconds": {"generate": answered["seconds"], "judge": time.perf_counter() - start},
             "settings": answered["settings"] | {"items": len(items)},
         }

@@ -88,7 +88,8 @@ def _benchmarks(pipeline: Pipeline, trained: str) -> str:
     settings = pipeline.eval
     options = EvalOptions(
         models=[pipeline.model, trained], names=["base", pipeline.train.training.loss_type], benchmarks=settings.benchmarks,
-        limit=settings.limit, judge=settings.judge, judge_base_url=settings.judge_base_url, output=Path(settings.output),
+        limit=settings.limit, judge=settings.judge, judge_base_url=settings.judge_base_url,
+        judge_max_length=settings.judge_max_length, output=Path(settings.output),
         data=settings.data, mmlu_mode=settings.mmlu_mode, batch_size=settings.batch_size, dtype=settings.dtype,
         max_new_tokens=settings.max_new_tokens,
     )
