@@ -134,15 +134,15 @@ class TokenCounter:
     """Arena-Hard counts answer tokens with tiktoken's cl100k; offline its encoding file cannot be
     fetched, so the evaluated model's tokenizer counts instead, and the unit says which."""
 
-    def __init__(self, tokenizer, model: str):
-        self.tokenizer, self.model = tokenizer, model
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
 
     def __call__(self, texts: list[str]) -> tuple[list[int], str]:
         encoding = _cached_cl100k()
         if encoding is not None:
             return [len(encoding.encode(text, disallowed_special=())) for text in texts], "tokens (tiktoken cl100k)"
         ids = [len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
-        return ids, f"tokens of {self.model}'s tokenizer (cl100k unavailable offline)"
+        return ids, "tokens of the evaluated model's tokenizer (tiktoken's cl100k is not available offline)"
 
 
 def _cached_cl100k():
@@ -253,7 +253,7 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
             judgments = [row["judgment"] for path in sorted(judged.glob("shard-*.jsonl")) for row in read_jsonl(path)]
         else:
             judged.mkdir(parents=True, exist_ok=True)
-        scored = task.score(items, outputs, judgments, TokenCounter(run.tokenizer, run.name))
+        scored = task.score(items, outputs, judgments, TokenCounter(run.tokenizer))
         write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in scored.pop("records")))
         result = {
             "benchmark": task.name, "name": run.name, "model": run.model, "dataset": label, "n": len(items), "total": total,
