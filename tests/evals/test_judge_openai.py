@@ -201,3 +201,25 @@ def test_arena_hard_verdicts(endpoint):
     games = [(question, "creative_writing", "answer A", "answer B") for question in answers]
     assert judge.verdicts(games) == ["A>B", "A>>B", None, "B>A"]
     assert nonzero(judge.counters) == {"requests": 4, "malformed": 1, "truncated": 1}
+
+
+def test_simpo_eval_through_an_openai_judge_records_its_counters(endpoint, tiny_model_dir, tmp_path, one_thread):
+    from simpo.evals.table import load_results
+    from simpo.stages.eval import parse_options, run_eval
+
+    def respond(body, count):  # the first request is rate limited; then M (the second output) is preferred
+        if count == 1:
+            return 429, {"Retry-After": "0"}, {"error": "slow down"}, 0
+        return 200, {}, completion("M", {"m": math.log(0.25), "M": math.log(0.75)}), 0
+
+    endpoint.respond = respond
+    model = tiny_model_dir("llama")
+    run_eval(parse_options([str(model), "--output", str(tmp_path), "--benchmarks", "alpaca_eval", "--limit", "3",
+                            "--max-new-tokens", "4", "--names", "tiny", "--judge", "openai:judge-model",
+                            "--judge-base-url", endpoint.url]))
+    result = load_results(tmp_path)["tiny"]["alpaca_eval"]
+    assert result["judge"] == "openai:judge-model" and result["comparable"] is False  # 3 of 805 items
+    assert result["judge_counters"] == {"requests": 4, "retries": 1, "rate_limited": 1}
+    assert "judge: 1 retries, 1 rate_limited" in result["notes"]
+    records = [json.loads(line) for line in (tmp_path / "tiny" / "alpaca_eval" / "records.jsonl").read_text().splitlines()]
+    assert sorted({record["preference"] for record in records} - {1.25, 1.75}) == []  # 0.75 for the output shown second

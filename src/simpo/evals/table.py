@@ -10,7 +10,8 @@
      "comparable": whether the number can stand beside the published ones (the official judge, every item),
      "metrics": {"lc", "wr", "wr_se", "length"} | {"score", "ci_lower", "ci_upper", "length"} | {"accuracy", "length"},
      "length_unit": "characters" | "tokens (...)" | "characters of the reasoning" | null (no length),
-     "notes": [what else a reader must know], "seconds": {"generate": s, "judge": s}, "settings": {...}}
+     "notes": [what else a reader must know], "judge_counters": {"requests": n, "retries": n, "malformed": n, ...},
+     "seconds": {"generate": s, "judge": s}, "settings": {...}}
 
 The table has exactly the columns of the gemma-2-9b-it-SimPO card, one row per model; every cell
 carries a mark ([a], [b], ...) whose footnote says what produced it.

@@ -242,11 +242,16 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
     else:
         start = time.perf_counter()
         judgments: list = []
+        counted: dict[str, int] = {}  # what the judge counted (requests, retries, malformed, ...) in this run
         if task.judged:
             shards = ShardedOutput(judged, judged_settings, len(items), options.shard_size)
             for index in shards.pending():
                 rows = list(shards.shard_rows(index))
-                verdicts = task.judge_shard(judging.get(), [items[i] for i in rows], [outputs[i] for i in rows])
+                judge = judging.get()
+                before = dict(judge.counters)
+                verdicts = task.judge_shard(judge, [items[i] for i in rows], [outputs[i] for i in rows])
+                for key, value in judge.counters.items():
+                    counted[key] = counted.get(key, 0) + value - before[key]
                 shards.write(index, [{"id": items[i]["id"], "judgment": v} for i, v in zip(rows, verdicts)])
                 logger.info("eval %s %s: %d of %d items judged", run.name, task.name, rows[-1] + 1, len(items))
             shards.mark_complete()
@@ -259,7 +264,10 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
             "benchmark": task.name, "name": run.name, "model": run.model, "dataset": label, "n": len(items), "total": total,
             "judge": judge_name, "comparable": _comparable(task, judge_name, label, len(items), total),
             **scored, "notes": answered["notes"] + scored["notes"] + (
-                [f"judge inputs cut to {options.judge_max_length} tokens"] if "judge_max_length" in judged_settings else []),
+                [f"judge inputs cut to {options.judge_max_length} tokens"] if "judge_max_length" in judged_settings else []) + (
+                ["judge: " + ", ".join(f"{n} {key}" for key, n in counted.items() if n and key != "requests")]
+                if any(n for key, n in counted.items() if key != "requests") else []),
+            "judge_counters": {key: n for key, n in counted.items() if n},
             "seconds": {"generate": answered["seconds"], "judge": time.perf_counter() - start},
             "settings": answered["settings"] | {"items": len(items)},
         }
