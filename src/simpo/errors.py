@@ -1,7 +1,10 @@
-"""The two errors a user sees as a one-line message (`simpo: error: ...`) instead of a traceback.
+"""The two errors a user sees as a one-line message (`simpo: error: ...`) instead of a traceback,
+and the option parser of the verbs that take options instead of a recipe, which raises them.
 
 No heavy imports here, so that pure modules (losses, shards, rows) can raise them.
 """
+
+import argparse
 
 
 class RecipeError(ValueError):
@@ -10,3 +13,10 @@ class RecipeError(ValueError):
 
 class DataError(ValueError):
     """A dataset row or file that cannot be read; the message names the source, the row and the fix."""
+
+
+class OptionParser(argparse.ArgumentParser):
+    """argparse, its errors a RecipeError (one line through the CLI) instead of a usage dump and exit."""
+
+    def error(self, message: str):
+        raise RecipeError(f"{message} ({self.prog} --help lists the options)")

@@ -107,5 +107,5 @@ def test_bad_options_are_one_line_errors(tmp_path):
         parse_options(["a", "b", "--names", "x"])
     with pytest.raises(RecipeError, match="row labels must differ"):
         parse_options(["a/model", "b/model"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(RecipeError, match="--limit: must be a positive whole number, got 0"):
         parse_options(["m", "--limit", "0"])

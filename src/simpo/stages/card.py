@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import RecipeError
+from ..errors import OptionParser, RecipeError
 from ..evals.table import load_results
 from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
 from ..training.curves import FILENAME as CURVES
@@ -35,13 +35,8 @@ OPTION_ROWS = [(flag, settings["type"].__name__, "-" if settings["default"] is N
 TRAINING_FILES = ("recipe.yaml", "trainer_state.json", "config.json")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # a one-line error through the CLI, not argparse's exit
-        raise RecipeError(f"{message} (simpo card --help lists the options)")
-
-
 def parse_options(tokens: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="simpo card", add_help=False)
+    parser = OptionParser(prog="simpo card", add_help=False)
     parser.add_argument("run_dir")
     for flag, settings in OPTIONS:
         parser.add_argument(flag, **settings)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import DataError, RecipeError
+from ..errors import DataError, OptionParser, RecipeError
 
 # (flag, argparse settings): the parser and `simpo chat --help` are both made from these.
 OPTIONS = (
@@ -33,13 +33,8 @@ OPTION_ROWS = [(flag, settings["type"].__name__, "-" if settings["default"] is N
                for flag, settings in OPTIONS]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # a one-line error through the CLI, not argparse's exit
-        raise RecipeError(f"{message} (simpo chat --help lists the options)")
-
-
 def parse_options(tokens: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="simpo chat", add_help=False)
+    parser = OptionParser(prog="simpo chat", add_help=False)
     parser.add_argument("model", help="A model folder, a hub name, or the bundled alias smollm2-135m-instruct")
     for flag, settings in OPTIONS:
         parser.add_argument(flag, **settings)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.recipe import ModelConfig
-from ..errors import RecipeError
+from ..errors import OptionParser, RecipeError
 from ..evals.benchmarks import subset
 from ..evals.table import BENCHMARKS, load_results, markdown_table
 from ..evals.tasks import task_for
@@ -63,14 +63,17 @@ class EvalOptions:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
     return value
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simpo eval", description="The SimPO model cards' benchmarks and their table.")
+    p = OptionParser(prog="simpo eval", description="The SimPO model cards' benchmarks and their table.")
     p.add_argument("models", nargs="+", metavar="MODEL", help="model folders, hub names or the bundled alias")
     p.add_argument("--names", help="comma-separated row labels, one per model (default: the folder names)")
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help=f"comma-separated, of {', '.join(BENCHMARKS)}")
@@ -96,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_options(tokens: list[str]) -> EvalOptions:
-    args = parser().parse_args(tokens)  # a bad option: argparse's one-line message, exit 2
+    args = parser().parse_args(tokens)
     chosen = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHMARKS]
     if unknown or not chosen:
