@@ -109,3 +109,7 @@ def test_bad_options_are_one_line_errors(tmp_path):
         parse_options(["a/model", "b/model"])
     with pytest.raises(RecipeError, match="--limit: must be a positive whole number, got 0"):
         parse_options(["m", "--limit", "0"])
+    with pytest.raises(RecipeError, match=f"model {tmp_path}/missing: no such model folder"):
+        run_eval(parse_options([str(tmp_path / "missing"), "--output", str(tmp_path / "out")]))
+    with pytest.raises(RecipeError, match="judge 'gpt4' is not a judge: write openai:MODEL"):
+        run_eval(parse_options(["smollm2-135m-instruct", "--judge", "gpt4", "--output", str(tmp_path / "out")]))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
+from ..evals.judges import judge_kind
 from ..models.precision import DTYPES
 from .keys import recipe_key
 from .recipe import Recipe, build_recipe, parse_overrides, read_recipe_file
@@ -164,8 +165,7 @@ class EvalConfig:
                 _positive_int(getattr(self, key), f"eval.{key}")
         _positive_int(self.batch_size, "eval.batch_size")
         _check_dtype(self.dtype, "eval.dtype")
-        if not isinstance(self.judge, str) or self.judge.partition(":")[0] not in ("openai", "local", "reward") or not self.judge.partition(":")[2]:
-            raise RecipeError(f"eval.judge must be openai:MODEL, local:MODEL or reward:MODEL, got {self.judge!r}")
+        judge_kind(self.judge)
         if self.data not in ("offline", "hub"):
             raise RecipeError(f"eval.data must be offline or hub, got {self.data!r}")
         if self.mmlu_mode not in ("zeroeval", "loglik"):

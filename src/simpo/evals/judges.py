@@ -94,18 +94,23 @@ class Judge:
 SPEC_FORMS = "openai:MODEL (an OpenAI-compatible endpoint), local:MODEL (a causal LM run here) or reward:MODEL (a reward model)"
 
 
+def judge_kind(spec) -> tuple[str, str]:
+    """(kind, MODEL) of a judge spec; a RecipeError naming the accepted forms for anything else."""
+    kind, _, model = (spec if isinstance(spec, str) else "").partition(":")
+    if kind not in ("openai", "local", "reward") or not model.strip():
+        raise RecipeError(f"judge {spec!r} is not a judge: write {SPEC_FORMS}")
+    return kind, model.strip()
+
+
 def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None, batch_size: int = 8,
                max_length: int | None = None) -> Judge:
     """The judge `spec` names. `base_url` is the OpenAI judge's endpoint; `dtype`, `batch_size` and
     `max_length` (the most tokens of one judge input; unset: the model's context) are the local and
     reward judges'. MODEL of a local or reward judge is a folder, a hub name or a
     bundled alias (`smollm2-135m-instruct`)."""
-    kind, _, model = (spec or "").partition(":")
-    if kind not in ("openai", "local", "reward") or not model.strip():
-        raise RecipeError(f"judge {spec!r} is not a judge: write {SPEC_FORMS}")
+    kind, model = judge_kind(spec)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise RecipeError(f"judge batch_size {batch_size!r} must be a whole number of at least 1")
-    model = model.strip()
     if kind == "openai":
         from .judge_openai import OpenAIJudge
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from ..config.recipe import ModelConfig
 from ..errors import OptionParser, RecipeError
 from ..evals.benchmarks import subset
+from ..evals.judges import judge_kind
 from ..evals.table import BENCHMARKS, load_results, markdown_table
 from ..evals.tasks import task_for
 from ..generation.backends import open_backend, sampling_dtype
@@ -171,7 +172,11 @@ class ModelRun:
     def __init__(self, model: str, name: str, options: EvalOptions):
         self.model, self.name, self.options = model, name, options
         self.config = ModelConfig(model_name_or_path=model)
-        self.tokenizer = load_tokenizer(self.config)
+        try:
+            self.tokenizer = load_tokenizer(self.config)
+        except OSError as err:  # not a model folder, or a hub name that cannot be fetched
+            raise RecipeError(f"model {model} cannot be loaded ({str(err).splitlines()[0]}): give a model folder with "
+                              "config.json and tokenizer files, a hub name, or the bundled alias smollm2-135m-instruct") from None
         self.renderer = PromptRenderer(self.tokenizer)
         self.dtype = sampling_dtype(options.dtype, "--dtype")
         self.backend = self.scorer = None
@@ -292,6 +297,13 @@ def _comparable(task, judge: str | None, label: str, n: int, total: int) -> bool
 
 def run_eval(options: EvalOptions) -> str:
     """Evaluate every model on every chosen benchmark; the markdown table of all results in OUTPUT."""
+    judged = any(task_for(name).judged for name in options.benchmarks)
+    kind, judge_model = judge_kind(options.judge) if judged else ("", "")
+    for model in options.models + ([judge_model] if judged and kind != "openai" else []):
+        path = Path(resolve_model_path(model))
+        if (path.is_absolute() or model.startswith(".") or path.exists()) and not (path / "config.json").is_file():
+            raise RecipeError(f"model {model}: no such model folder (config.json missing); give a trained model's "
+                              "folder, a hub name, or the bundled alias smollm2-135m-instruct")
     loaded = {}
     for name in options.benchmarks:  # every data problem shows before any model loads
         label, items = task_for(name, options.mmlu_mode).load(options)
