@@ -30,3 +30,4 @@ bench: model
 	$(PY) benchmarks/throughput.py gemma2-256k
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/mmlu_lm_eval.py

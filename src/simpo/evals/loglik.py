@@ -31,18 +31,21 @@ def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_
     for start in range(0, len(encoded), batch_size):
         batch = encoded[start : start + batch_size]
         width = max(len(ids) for ids, _ in batch)
+        keep = max(len(ids) - split for ids, split in batch) + 1  # the logits that predict continuation tokens
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
-        for row, (ids, _) in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
+        for row, (ids, _) in enumerate(batch):  # left padding: every sequence ends in the last column
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            mask[row, width - len(ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-        logprobs = logits.log_softmax(-1)
+            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                           position_ids=positions.to(model.device), logits_to_keep=keep).logits.float()
         for row, (ids, split) in enumerate(batch):
-            targets = torch.tensor(ids[split:], device=logprobs.device)
-            positions = torch.arange(split - 1, len(ids) - 1, device=logprobs.device)
-            scores.append(logprobs[row, positions, targets].sum().item())
+            count = len(ids) - split
+            targets = torch.tensor(ids[split:], device=logits.device)
+            logprobs = logits[row, keep - 1 - count : keep - 1].log_softmax(-1)
+            scores.append(logprobs[torch.arange(count, device=logits.device), targets].sum().item())
     return scores
 
 
