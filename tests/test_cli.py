@@ -20,9 +20,18 @@ def test_usage_lists_every_command(capsys):
 
 def test_a_wrong_command_says_what_exists(capsys):
     assert main(["trian", "recipe.yaml"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown command 'trian'; did you mean 'train'?" in err
-    assert "prepare-model" in err
+    assert capsys.readouterr().err == "simpo: error: unknown command 'trian'; did you mean 'train'? simpo --help lists the commands\n"
+
+
+def test_version_help_and_help_command(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"simpo {version('simpo')}\n"
+    assert main(["help", "binarize"]) == 0
+    assert capsys.readouterr().out.startswith("usage: simpo binarize [RECIPE.yaml]")
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("usage: simpo COMMAND")
 
 
 @pytest.mark.parametrize("command", ["generate", "annotate", "binarize", "evaluate"])

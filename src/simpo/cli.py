@@ -18,7 +18,7 @@ COMMANDS = {  # verb: (usage, what it does)
     "evaluate": ("simpo evaluate [RECIPE.yaml] [--key value ...]", "greedy held-out accuracy of model_name_or_path"),
     "eval": ("simpo eval MODEL [MODEL ...] [--benchmarks ...] [--limit N] [--judge ...]",
              "AlpacaEval 2, Arena-Hard, GSM and MMLU as the SimPO model cards report them, and their table"),
-    "pipeline": ("simpo pipeline RECIPE.yaml [--key value ...]", "all of the above in order, then train; finished stages are skipped"),
+    "pipeline": ("simpo pipeline RECIPE.yaml [--key value ...] [--dry-run]", "all of the above in order, then train; finished stages are skipped"),
     "card": ("simpo card RUN_DIR [--eval FOLDER] [--output PATH]", "the trained model's README.md: a model card with its evaluation table"),
     "chat": ("simpo chat MODEL [--prompt TEXT] [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--dtype D]",
              "talk to a model in the terminal, with its chat template and stop tokens"),
@@ -30,8 +30,9 @@ def usage() -> str:
     width = max(map(len, COMMANDS)) + 2
     lines = ["usage: simpo COMMAND [RECIPE.yaml] [--key value ...]", "", "commands:"]
     lines += [f"  {name:<{width}}{what}" for name, (_, what) in COMMANDS.items()]
-    lines += ["", "simpo COMMAND --help lists the command's recipe keys. Keys of a pipeline stage are set as",
-              "--section.key value, e.g. --generate.seeds [1,2]."]
+    lines += ["", "simpo COMMAND --help (or simpo help COMMAND) lists the command's recipe keys. Keys of a pipeline",
+              "stage are set as --section.key value, e.g. --generate.seeds [1,2]. --dry-run prints the settings",
+              "as the command will use them, converted and checked, and runs nothing. simpo --version: the version."]
     return "\n".join(lines)
 
 
@@ -101,8 +102,11 @@ def _stage(name: str):
         path, overrides = _split(tokens)
         if name == "pipeline" and path is None:
             raise RecipeError("simpo pipeline needs a recipe file: simpo pipeline RECIPE.yaml [--key value ...]")
-        pipeline = load_pipeline(path, overrides)
-        if name == "generate":
+        pipeline = load_pipeline(path, [token for token in overrides if token != "--dry-run"])
+        if "--dry-run" in overrides:
+            pipeline.validate() if name == "pipeline" else getattr(pipeline, name).validate()
+            print(pipeline.to_json())
+        elif name == "generate":
             from .stages.generate import run_generate
 
             print(run_generate(pipeline.train.model, pipeline.generate))
@@ -167,15 +171,30 @@ STAGES = {
 }
 
 
+def version() -> str:
+    from importlib.metadata import version as installed
+
+    return f"simpo {installed('simpo')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print(usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help") or argv == ["help"]:
         print(usage())
-        return 0 if argv else 2
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(version())
+        return 0
+    if argv[0] == "help" and len(argv) == 2 and argv[1] in STAGES:
+        argv = [argv[1], "--help"]
     if argv[0] not in STAGES:
+        what = "option" if argv[0].startswith("-") else "command"
         match = difflib.get_close_matches(argv[0], list(STAGES), n=1)
-        hint = f"; did you mean {match[0]!r}?" if match else ""
-        print(f"simpo: error: unknown command {argv[0]!r}{hint}\n\n{usage()}", file=sys.stderr)
+        hint = f"did you mean {match[0]!r}? " if match else ""
+        print(f"simpo: error: unknown {what} {argv[0]!r}; {hint}simpo --help lists the commands", file=sys.stderr)
         return 2
     if "-h" in argv[1:] or "--help" in argv[1:]:
         print(command_help(argv[0]))

@@ -83,7 +83,7 @@ def test_overrides_are_typed_and_win():
     ({"precompute_ref_logps": False}, "precompute_ref_logps does not apply to loss_type 'simpo'"),
     ({"loss_type": "cpo", "nll_weight": -1}, "nll_weight must be >= 0, got -1"),
     ({"loss_type": "ipo", "tau": 0}, "tau must be > 0, got 0"),
-    ({"loss_type": "dpo", "precompute_ref_logps": "yes"}, "precompute_ref_logps must be true or false, got 'yes'"),
+    ({"loss_type": "dpo", "precompute_ref_logps": "maybe"}, "precompute_ref_logps must be true or false, got 'maybe'"),
     ({"max_length": 512, "max_prompt_length": 512}, r"max_prompt_length \(512\) must be smaller than max_length \(512\)"),
     ({"label_smoothing": 0.6}, r"label_smoothing must be in \[0, 0.5\)"),
     ({"truncation_mode": "middle"}, "truncation_mode must be one of keep_end, keep_start"),

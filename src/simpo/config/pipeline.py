@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from ..errors import RecipeError
 from ..evals.judges import judge_kind
 from ..models.precision import DTYPES
 from .keys import recipe_key
+from .limits import SEED, check_range
 from .recipe import Recipe, build_recipe, parse_overrides, read_recipe_file
+from .types import convert, field_types
 
 BACKENDS = ("auto", "transformers", "vllm")
 REWARD_TYPES = ("numeric_answer", "constraints", "reward_model")
@@ -32,8 +36,8 @@ def _positive_int(value: Any, key: str) -> int:
 
 
 def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecipeError(f"{key} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecipeError(f"{key} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -60,10 +64,14 @@ class GenerateConfig:
     def validate(self) -> None:
         if not self.prompts:
             raise RecipeError("generate.prompts is required: a JSONL file, a folder or a dataset of prompts")
+        if self.prompts.startswith((".", "/", "~")) and not Path(self.prompts).expanduser().exists():
+            raise RecipeError(f"generate.prompts: {self.prompts} does not exist")
         if not isinstance(self.seeds, list) or not self.seeds or not all(type(s) is int for s in self.seeds):
             raise RecipeError(f"generate.seeds must be a non-empty list of whole numbers, got {self.seeds!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise RecipeError(f"generate.seeds has a repeated seed: {self.seeds}")
+        for seed in self.seeds:
+            check_range("generate.seeds", seed, SEED)
         if _number(self.temperature, "generate.temperature") < 0:
             raise RecipeError(f"generate.temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if not 0 < _number(self.top_p, "generate.top_p") <= 1:
@@ -119,6 +127,7 @@ class BinarizeConfig:
             raise RecipeError(f"binarize.test_size must be a fraction in [0, 1) or a whole count, got {self.test_size}")
         if _number(self.min_score_gap, "binarize.min_score_gap") < 0:
             raise RecipeError(f"binarize.min_score_gap must be >= 0, got {self.min_score_gap}")
+        check_range("binarize.seed", self.seed, SEED)
 
 
 @dataclass
@@ -190,25 +199,43 @@ class Pipeline:
     def model(self) -> str:
         return self.train.model.model_name_or_path
 
+    def to_json(self) -> str:
+        sections = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        return json.dumps({"run_dir": str(self.run_dir), **sections, **self.train.resolved()}, indent=2, default=str)
+
+    def validate(self) -> None:
+        """Every section, and what the stages need of each other, before anything loads."""
+        for section in (self.generate, self.annotate, self.binarize, self.evaluate, self.eval):
+            section.validate()
+        if len(self.generate.seeds) < 2:
+            raise RecipeError(f"generate.seeds has {len(self.generate.seeds)} seed; a pair needs two or more responses per prompt")
+        prompts, test_size = self.generate.max_prompts, self.binarize.test_size
+        if prompts is not None and test_size >= 1 and test_size >= prompts:
+            raise RecipeError(f"binarize.test_size ({test_size:g}) holds out all {prompts} prompts (generate.max_prompts); "
+                              "leave some for training")
+
 
 def _section(name: str, values: Any):
+    """A section's settings, each converted to its declared type (see `config.types`)."""
     cls = SECTIONS[name]
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise RecipeError(f"{name} must be a mapping of settings, got {values!r}")
-    known = [f.name for f in dataclasses.fields(cls)]
+        raise RecipeError(f"{name} must be a mapping of settings, got {values!r:.80}")
+    kinds = field_types(cls)
     for key in values:
-        if key not in known:
-            match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-            hint = f"; did you mean {name}.{match[0]}?" if match else f"; known: {', '.join(known)}"
+        if key not in kinds:
+            match = difflib.get_close_matches(str(key), list(kinds), n=1, cutoff=0.5)
+            hint = f"; did you mean {name}.{match[0]}?" if match else f"; known: {', '.join(kinds)}"
             raise RecipeError(f"unknown key {name}.{key}{hint}")
-    return cls(**values)
+    return cls(**{key: convert(value, kinds[key], f"{name}.{key}") for key, value in values.items()})
 
 
 def build_pipeline(values: dict[str, Any], source: str = "the recipe") -> Pipeline:
     values = dict(values)
-    run_dir = Path(values.pop("run_dir", None) or "outputs/pipeline")
+    run_dir = Path(convert(values.pop("run_dir", None) or "outputs/pipeline", str, "run_dir"))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RecipeError(f"run_dir {run_dir} is a file; name a folder")
     sections = {name: _section(name, values.pop(name, None)) for name in SECTIONS}
     generate, annotate, binarize, evaluate, eval_ = (sections[name] for name in SECTIONS)
     generate.output = generate.output or str(run_dir / "generations")
@@ -232,7 +259,11 @@ def load_pipeline(path: str | None, override_tokens: list[str]) -> Pipeline:
     values = read_recipe_file(path) if path else {}
     for key, value in parse_overrides(override_tokens).items():
         section, dot, name = key.partition(".")
-        if dot and section in SECTIONS:
+        if dot and section not in SECTIONS:
+            match = difflib.get_close_matches(section, list(SECTIONS), n=1, cutoff=0.5)
+            hint = f"; did you mean --{match[0]}.{name}?" if match else f"; the sections are {', '.join(SECTIONS)}"
+            raise RecipeError(f"unknown section {section!r} in --{key}{hint}")
+        if dot:
             values[section] = {**(values.get(section) or {}), name: value}
         else:
             values[key] = value

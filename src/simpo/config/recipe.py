@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ import yaml
 from transformers import TrainingArguments
 
 from ..errors import RecipeError
+from ..models.bundled import BUNDLED
 from ..models.precision import DTYPES, resolve_bf16
 from ..training.losses import HYPERPARAMETER_LIMITS, LOSSES
 from .keys import recipe_key
+from .limits import check_limits, check_range
+from .types import convert, field_types
 
 REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")  # only losses with a reference take them
 _LOSS_HYPERPARAMETERS = sorted({key for loss in LOSSES.values() for key in loss.keys})
@@ -103,6 +107,7 @@ _SECTIONS = (ModelConfig, DataConfig, SimPOConfig)
 OWN_TRAINING_KEYS = [f.name for f in dataclasses.fields(SimPOConfig) if f.init and "help" in f.metadata and f.name in SimPOConfig.__annotations__]
 _FIELDS = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in _SECTIONS}
 KNOWN_KEYS = set().union(*_FIELDS.values())
+FIELD_TYPES = {name: kind for cls in _SECTIONS for name, kind in field_types(cls).items()}
 
 
 @dataclass
@@ -112,13 +117,26 @@ class Recipe:
     training: SimPOConfig
     raw: dict[str, Any]  # the merged recipe as given (aliases resolved), saved beside the model
 
+    def resolved(self) -> dict[str, Any]:
+        """Every setting as the run will use it, defaults included (`--dry-run` prints it)."""
+        return {"model": dataclasses.asdict(self.model), "data": dataclasses.asdict(self.data), "training": self.training.to_dict()}
+
     def to_json(self) -> str:
-        resolved = {
-            "model": dataclasses.asdict(self.model),
-            "data": dataclasses.asdict(self.data),
-            "training": self.training.to_dict(),
-        }
-        return json.dumps(resolved, indent=2, default=str)
+        return json.dumps(self.resolved(), indent=2, default=str)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise RecipeError(f"{key_node.start_mark.name}, line {key_node.start_mark.line + 1}: {key!r} is set twice "
+                                  f"(also on line {seen[key] + 1}); keep one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_overrides(tokens: list[str]) -> dict[str, Any]:
@@ -136,7 +154,10 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
                 i += 1
             else:
                 value = "true"  # a bare flag
-        overrides[key] = yaml.safe_load(value) if value != "" else ""
+        try:
+            overrides[key] = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError as err:
+            raise RecipeError(f"--{key} {value!r} is not a YAML value ({err.problem or err}); quote lists like '[1, 2]' whole") from None
         i += 1
     return overrides
 
@@ -155,17 +176,36 @@ def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
     given: dict[str, str] = {}  # stored name -> the name the recipe used
     for key, value in values.items():
         name = ALIASES.get(key, key)
-        if name in PIPELINE_KEYS:
+        section, dot, rest = str(name).partition(".")
+        if name in PIPELINE_KEYS or dot and section in PIPELINE_KEYS:
             raise RecipeError(f"{key!r} in {source} belongs to a pipeline recipe: run it with `simpo pipeline` (or one stage)")
+        if dot:
+            match = difflib.get_close_matches(section, PIPELINE_KEYS, n=1, cutoff=0.5)
+            hint = f"; did you mean {match[0]}.{rest}?" if match else f"; the sections are {', '.join(PIPELINE_KEYS)}"
+            raise RecipeError(f"unknown section {section!r} in {key!r} in {source}{hint}")
         if name not in KNOWN_KEYS:
             raise RecipeError(f"unknown recipe key {key!r} in {source}{_closest(key)}")
         if name in out:
             raise RecipeError(f"{source} sets both {given[name]!r} and {key!r}, two names of one key: keep one")
         given[name] = key
-        if key == "warmup_ratio" and not (isinstance(value, (int, float)) and 0 <= value < 1):
+        out[name] = _typed(name, value, source)
+        if key == "warmup_ratio" and not 0 <= out[name] < 1:
             raise RecipeError(f"warmup_ratio must be a fraction in [0, 1), got {value!r}")
-        out[name] = value
     return out
+
+
+def _typed(name: str, value: Any, source: str) -> Any:
+    """`value` converted to the declared type of key `name` (see `config.types`)."""
+    if name == "bf16" and value == "auto":
+        return value
+    if name == "bf16" and isinstance(value, str) and value.lower() not in ("true", "false", "yes", "no"):
+        raise RecipeError(f"bf16 must be true, false or auto (bf16 autocast where the machine computes it natively), got {value!r} ({source})")
+    if name == "resume_from_checkpoint" and isinstance(value, bool):
+        return str(value).lower()  # `true`: the newest checkpoint in output_dir; `false`: start over
+    try:
+        return convert(value, FIELD_TYPES[name], name)
+    except RecipeError as err:
+        raise RecipeError(f"{err} ({source})") from None
 
 
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
@@ -173,9 +213,13 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"recipe file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path} is not a text file (a recipe is YAML in UTF-8)") from None
+    try:
+        values = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path} is not valid YAML: {err}") from None
+        raise RecipeError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(values, dict):
         raise RecipeError(f"{path} must be a mapping of recipe keys, got {type(values).__name__}")
     return values
@@ -186,6 +230,9 @@ def build_recipe(values: dict[str, Any], source: str = "the recipe") -> Recipe:
     values = _normalise_keys(values, source)
     values.setdefault("output_dir", "outputs/simpo")
     _check_simpo_values(values)
+    check_limits(values)
+    _check_choices(values)
+    _check_paths(values)
     parts = {cls: {k: v for k, v in values.items() if k in _FIELDS[cls]} for cls in _SECTIONS}
     training_values = parts[SimPOConfig]
     if "use_cpu" not in training_values and not _accelerator_available():
@@ -197,7 +244,7 @@ def build_recipe(values: dict[str, Any], source: str = "the recipe") -> Recipe:
         data = DataConfig(**parts[DataConfig])
         training = SimPOConfig(**training_values)
     except (TypeError, ValueError) as err:
-        raise RecipeError(f"{source}: {err}") from None
+        raise RecipeError(f"{source}: {' '.join(str(err).split())}") from None
     return Recipe(model=model, data=data, training=training, raw=values)
 
 
@@ -205,7 +252,11 @@ def load_recipe(path: str | Path, override_tokens: list[str] | None = None) -> R
     values = _normalise_keys(read_recipe_file(path), str(path))
     overrides = _normalise_keys(parse_overrides(override_tokens or []), "the command line")
     values.update(overrides)
-    return build_recipe(values, source=str(path))
+    recipe = build_recipe(values, source=str(path))
+    for source in recipe.data.dataset_mixer:  # (a pipeline's training data is written by its own stages)
+        if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
+            raise RecipeError(f"dataset_mixer: {source} does not exist")
+    return recipe
 
 
 def _accelerator_available() -> bool:
@@ -215,39 +266,21 @@ def _accelerator_available() -> bool:
 
 
 def _check_simpo_values(values: dict[str, Any]) -> None:
-    def number(key: str, default: float) -> float:
-        value = values.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"{key} must be a number, got {value!r}")
-        return value
-
     if not values.get("model_name_or_path"):
         raise RecipeError("model_name_or_path is required (a folder, a hub name or 'smollm2-135m-instruct')")
     mixer = values.get("dataset_mixer")
-    if not isinstance(mixer, dict) or not mixer:
+    if not mixer:
         raise RecipeError("dataset_mixer is required: a mapping {dataset: fraction}, e.g. {data/pairs: 1.0}")
     for name, fraction in mixer.items():
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        if not 0 < fraction <= 1:
             raise RecipeError(f"dataset_mixer[{name!r}] must be a fraction in (0, 1], got {fraction!r}")
-    splits = values.get("dataset_splits", ["train", "test"])
-    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
-        raise RecipeError(f"dataset_splits must be a list of split names, got {splits!r}")
-    _check_loss_values(values, number)
+    _check_loss_values(values)
     if values.get("torch_dtype") not in (None, "auto", *DTYPES):
         raise RecipeError(f"torch_dtype must be one of auto, {', '.join(DTYPES)}, got {values['torch_dtype']!r}")
-    if values.get("bf16", False) not in (True, False, "auto"):
-        raise RecipeError(f"bf16 must be true, false or auto (bf16 autocast where the machine computes it natively), got {values['bf16']!r}")
     mode = values.get("truncation_mode", "keep_end")
     if mode not in TRUNCATION_MODES:
         raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
-    chunk = values.get("logps_chunk_size", 256)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
-        raise RecipeError(f"logps_chunk_size must be a whole number >= 0 (0 turns chunking off), got {chunk!r}")
-    max_length = values.get("max_length", 1024)
-    max_prompt_length = values.get("max_prompt_length", 512)
-    for key, value in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise RecipeError(f"{key} must be a positive whole number, got {value!r}")
+    max_length, max_prompt_length = values.get("max_length", 1024), values.get("max_prompt_length", 512)
     if max_prompt_length >= max_length:
         raise RecipeError(
             f"max_prompt_length ({max_prompt_length}) must be smaller than max_length ({max_length}): "
@@ -255,7 +288,52 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
         )
 
 
-def _check_loss_values(values: dict[str, Any], number) -> None:
+def _check_choices(values: dict[str, Any]) -> None:
+    """Keys whose values are names from a list transformers keeps (report_to, attn_implementation)."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    report_to = values.get("report_to")
+    known = ["none", "all", *INTEGRATION_TO_CALLBACK]
+    for name in [report_to] if isinstance(report_to, str) else report_to or []:
+        if name not in known:
+            raise RecipeError(f"report_to: unknown integration {name!r}; use one of {', '.join(known)}")
+    attention = values.get("attn_implementation")
+    kernels = ["eager", *ALL_ATTENTION_FUNCTIONS]
+    if attention is not None and attention not in kernels and "/" not in attention:  # "org/kernel": a hub kernel
+        raise RecipeError(f"attn_implementation must be one of {', '.join(kernels)} (or a hub kernel org/name), got {attention!r}")
+
+
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def _check_model_name(key: str, name: str) -> None:
+    """A bundled alias, a folder holding a model, or a name of the hub's form (checked online at load)."""
+    path = Path(name).expanduser()
+    if name in BUNDLED:
+        return
+    if path.is_dir():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise RecipeError(f"{key}: the folder {name} holds no config.json, so it is not a saved model")
+        return
+    if name.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.fullmatch(name):
+        raise RecipeError(f"{key}: {name} is neither a model folder nor a hub name (owner/name); "
+                          f"check the path, or use the bundled {next(iter(BUNDLED))}")
+
+
+def _check_paths(values: dict[str, Any]) -> None:
+    for key in ("model_name_or_path", "ref_model_name_or_path"):
+        if values.get(key):
+            _check_model_name(key, values[key])
+    output_dir = Path(values["output_dir"])
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RecipeError(f"output_dir {output_dir} is a file; name a folder")
+    resume = values.get("resume_from_checkpoint")
+    if resume not in (None, "true", "false") and not Path(resume).is_dir():
+        raise RecipeError(f"resume_from_checkpoint: no checkpoint folder {resume}; use true (the newest in output_dir) or a checkpoint-N folder")
+
+
+def _check_loss_values(values: dict[str, Any]) -> None:
     """`loss_type` is known, every loss key set belongs to it, and each value is in its range."""
     loss_type = values.get("loss_type", "simpo")
     if loss_type not in LOSSES:
@@ -267,11 +345,5 @@ def _check_loss_values(values: dict[str, Any], number) -> None:
             raise RecipeError(
                 f"{key} does not apply to loss_type {loss_type!r} (its keys: {', '.join(own)}); remove it or change loss_type"
             )
-    for key, default in loss.keys.items():
-        value = number(key, default)
-        low, low_ok, high = HYPERPARAMETER_LIMITS[key]
-        if value < low or (value == low and not low_ok) or (high is not None and value >= high):
-            bound = f"in [{low}, {high})" if high is not None else f"{'>=' if low_ok else '>'} {low}"
-            raise RecipeError(f"{key} must be {bound}, got {value}")
-    if "precompute_ref_logps" in values and not isinstance(values["precompute_ref_logps"], bool):
-        raise RecipeError(f"precompute_ref_logps must be true or false, got {values['precompute_ref_logps']!r}")
+    for key in loss.keys:
+        check_range(key, values.get(key), HYPERPARAMETER_LIMITS[key])

@@ -1,0 +1,69 @@
+"""Training recipes and overrides with a wrong key, type or value (`simpo train`)."""
+
+from __future__ import annotations
+
+from . import REMOVE, TRAIN, Case, recipe_text, train_case
+
+NAN, INF = float("nan"), float("inf")
+
+CASES = [
+    # Types: a value that does not convert to the key's declared type names the key, the value and the type.
+    train_case("learning-rate-word", "learning_rate", {"learning_rate": "fast"}),
+    train_case("max-steps-word", "max_steps", {"max_steps": "abc"}),
+    train_case("seed-word", "seed", {"seed": "abc"}),
+    train_case("model-path-number", "model_name_or_path", {"model_name_or_path": 123}),
+    train_case("chat-template-number", "chat_template", {"chat_template": 5}),
+    train_case("bf16-maybe", "bf16", {"bf16": "maybe"}),
+    train_case("batch-size-fraction", "per_device_train_batch_size", {"per_device_train_batch_size": 2.5}),
+    train_case("dataset-splits-string", "dataset_splits", {"dataset_splits": "train"}),
+    train_case("mixer-list", "dataset_mixer", {"dataset_mixer": ["{repo}/data/verifiable-prefs"]}),
+    train_case("beta-list", "beta", {"beta": [1, 2]}),
+    train_case("override-word", "learning_rate", args=("--learning_rate", "fast")),
+    # Limits, checked before anything loads.
+    train_case("learning-rate-negative", "learning_rate", {"learning_rate": -1e-5}),
+    train_case("batch-size-zero", "per_device_train_batch_size", {"per_device_train_batch_size": 0}),
+    train_case("batch-size-negative", "per_device_train_batch_size", {"per_device_train_batch_size": -2}),
+    train_case("accumulation-zero", "gradient_accumulation_steps", {"gradient_accumulation_steps": 0}),
+    train_case("max-steps-negative", "max_steps", {"max_steps": -5}),
+    train_case("epochs-negative", "num_train_epochs", {"num_train_epochs": -1, "max_steps": REMOVE}),
+    train_case("save-steps-zero", "save_steps", {"save_steps": 0, "save_strategy": "steps"}),
+    train_case("workers-negative", "preprocessing_num_workers", {"preprocessing_num_workers": -3}),
+    train_case("seed-negative", "seed", {"seed": -1}),
+    train_case("warmup-negative", "warmup_steps", {"warmup_steps": -10}),
+    train_case("adam-beta-one", "adam_beta2", {"adam_beta2": 1.5}),
+    train_case("report-to-unknown", "report_to", {"report_to": "nonexistent"}),
+    train_case("attention-unknown", "attn_implementation", {"attn_implementation": "flashy"}),
+    train_case("save-strategy-unknown", "save_strategy", {"save_strategy": "sometimes"}),
+    train_case("scheduler-unknown", "lr_scheduler_type", {"lr_scheduler_type": "cosinus"}),
+    train_case("optimizer-unknown", "optim", {"optim": "adamw_fast"}),
+    # NaN and infinity pass every `<` check unless refused by name.
+    train_case("beta-nan", "beta", {"beta": NAN}),
+    train_case("beta-inf-override", "beta", args=("--beta", ".inf")),
+    train_case("sft-weight-nan", "sft_weight", {"sft_weight": NAN}),
+    train_case("learning-rate-inf", "learning_rate", {"learning_rate": INF}),
+    train_case("gamma-nan", "gamma_beta_ratio", {"gamma_beta_ratio": NAN}),
+    train_case("weight-decay-nan", "weight_decay", {"weight_decay": NAN}),
+    train_case("mixer-fraction-nan", "dataset_mixer", {"dataset_mixer": {"{repo}/data/verifiable-prefs": NAN}}),
+    # Paths: checked before the model or the data load.
+    train_case("model-folder-missing", "model_name_or_path", {"model_name_or_path": "./no-such-model"}),
+    train_case("model-name-malformed", "model_name_or_path", {"model_name_or_path": "a/b/c/d"}),
+    train_case("resume-missing", "resume_from_checkpoint", {"resume_from_checkpoint": "out/checkpoint-7"}),
+    train_case("output-dir-is-a-file", "output_dir", {"output_dir": "taken"}, files={"taken": "a file"}),
+    train_case("data-missing", "no-such-pairs.jsonl", {"dataset_mixer": {"./no-such-pairs.jsonl": 1.0}}),
+    # Keys.
+    train_case("unknown-key", "learning_rat", {"learning_rat": 1e-5}),
+    train_case("pipeline-section-in-train", "simpo pipeline", args=("--generate.seeds", "[1, 2]")),
+    train_case("dotted-unknown", "generatee", args=("--generatee.seeds", "[1, 2]")),
+    train_case("two-names-of-one-key", "warmup_ratio", {"warmup_ratio": 0.1, "warmup_steps": 5}),
+    train_case("loss-key-of-another-loss", "tau", {"tau": 0.1}),
+    train_case("prompt-longer-than-max", "max_prompt_length", {"max_prompt_length": 512, "max_length": 128}),
+    # The file itself.
+    Case("duplicate-key", ("train", "recipe.yaml"), "learning_rate",
+         {"recipe.yaml": recipe_text(TRAIN) + "learning_rate: 1.0e-3\n"}),
+    Case("binary-recipe", ("train", "recipe.yaml"), "recipe.yaml", {"recipe.yaml": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"}),
+    Case("recipe-not-a-mapping", ("train", "recipe.yaml"), "recipe.yaml", {"recipe.yaml": "- a\n- b\n"}),
+    Case("recipe-bad-yaml", ("train", "recipe.yaml"), "recipe.yaml", {"recipe.yaml": "beta: [1, 2\n"}),
+    Case("recipe-missing", ("train", "no-such.yaml"), "no-such.yaml"),
+    Case("override-unclosed", ("train", "recipe.yaml", "--beta", "[1, 2"), "--beta", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("override-without-dashes", ("train", "recipe.yaml", "beta", "2"), "beta", {"recipe.yaml": recipe_text(TRAIN)}),
+]
