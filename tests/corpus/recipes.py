@@ -67,3 +67,32 @@ CASES = [
     Case("override-unclosed", ("train", "recipe.yaml", "--beta", "[1, 2"), "--beta", {"recipe.yaml": recipe_text(TRAIN)}),
     Case("override-without-dashes", ("train", "recipe.yaml", "beta", "2"), "beta", {"recipe.yaml": recipe_text(TRAIN)}),
 ]
+
+CASES += [
+    train_case("optimizer-not-installed", "bitsandbytes", {"optim": "adamw_bnb_8bit"}),
+    train_case("optimizer-args-malformed", "optim_args", {"optim": "adafactor", "optim_args": "scale_parameter"}),
+    train_case("report-to-not-installed", "wandb", {"report_to": "wandb"}),
+    train_case("eval-without-test-split", "eval_strategy", {"eval_strategy": "steps", "dataset_splits": ["train"]}),
+    train_case("best-model-without-eval", "load_best_model_at_end", {"load_best_model_at_end": True}),
+    train_case("bf16-and-fp16", "fp16", {"bf16": True, "fp16": True}),
+]
+
+
+def _generated() -> list[Case]:
+    """For every numeric or boolean key (transformers' included): a word where a value belongs, and
+    NaN for each number; each must be refused by name."""
+    from simpo.config.recipe import FIELD_TYPES
+
+    cases, taken = [], {case.name for case in CASES}
+    for key, kind in sorted(FIELD_TYPES.items()):
+        arms = set(getattr(kind, "__args__", (kind,)))
+        if str in arms or key in TRAIN or key == "bf16":  # text keys take a word; bf16 has its own case
+            continue
+        if arms & {int, float, bool}:
+            cases.append(train_case(f"{key}-word", key, {key: "some-word"}))
+        if float in arms:
+            cases.append(train_case(f"{key}-nan", key, {key: NAN}))
+    return [case for case in cases if case.name not in taken]
+
+
+CASES += _generated()

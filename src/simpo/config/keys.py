@@ -75,7 +75,29 @@ def markdown() -> str:
     ]
     for name, cls in SECTIONS.items():
         parts += [f"### `{name}`\n", markdown_table(key_rows(cls, prefix=f"{name}.")) + "\n"]
-    return "\n".join(parts)
+    return "\n".join(parts + [_values_section()])
+
+
+def _values_section() -> str:
+    """How values are read (`config.types`) and the ranges checked (`config.limits`, the losses' own)."""
+    from ..training.losses import HYPERPARAMETER_LIMITS
+    from .limits import LIMITS
+
+    def bound(low, low_ok, high) -> str:
+        if high is not None:
+            return f"[{low}, {high})" if low_ok else f"({low}, {high})"
+        return f"{'>=' if low_ok else '>'} {low}"
+
+    rows = [f"| `{key}` | {bound(*limit)} |" for key, limit in sorted({**LIMITS, **HYPERPARAMETER_LIMITS}.items())]
+    return "\n".join([
+        "## How values are read\n",
+        "Every value, in a file or after `--key`, is converted to its key's type above, as `HfArgumentParser`"
+        " does: `1e-6` (text to YAML) is the number 1e-06, `\"100\"` is 100 for a whole-number key, `true`/`yes`/`1`"
+        " are true for a boolean key, and `no` (false to YAML) is `\"no\"` for a strategy key. Numbers must be"
+        " finite. What does not convert stops the command with the key, the value and the type expected,"
+        " before anything loads. `max_steps` is -1 (use `num_train_epochs`) or positive. Ranges checked:\n",
+        "| key | range |", "|---|---|", *rows, "",
+    ])
 
 
 if __name__ == "__main__":

@@ -188,14 +188,14 @@ def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
         if name in out:
             raise RecipeError(f"{source} sets both {given[name]!r} and {key!r}, two names of one key: keep one")
         given[name] = key
-        out[name] = _typed(name, value, source)
+        out[name] = _typed(name, key, value, source)
         if key == "warmup_ratio" and not 0 <= out[name] < 1:
             raise RecipeError(f"warmup_ratio must be a fraction in [0, 1), got {value!r}")
     return out
 
 
-def _typed(name: str, value: Any, source: str) -> Any:
-    """`value` converted to the declared type of key `name` (see `config.types`)."""
+def _typed(name: str, key: str, value: Any, source: str) -> Any:
+    """`value` converted to the declared type of key `name`, given as `key` (see `config.types`)."""
     if name == "bf16" and value == "auto":
         return value
     if name == "bf16" and isinstance(value, str) and value.lower() not in ("true", "false", "yes", "no"):
@@ -203,7 +203,7 @@ def _typed(name: str, value: Any, source: str) -> Any:
     if name == "resume_from_checkpoint" and isinstance(value, bool):
         return str(value).lower()  # `true`: the newest checkpoint in output_dir; `false`: start over
     try:
-        return convert(value, FIELD_TYPES[name], name)
+        return convert(value, FIELD_TYPES[name], key)
     except RecipeError as err:
         raise RecipeError(f"{err} ({source})") from None
 
@@ -275,6 +275,8 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
         if not 0 < fraction <= 1:
             raise RecipeError(f"dataset_mixer[{name!r}] must be a fraction in (0, 1], got {fraction!r}")
     _check_loss_values(values)
+    if values.get("load_best_model_at_end") and values.get("eval_strategy", "no") == "no":
+        raise RecipeError("load_best_model_at_end needs evaluations to choose from: set eval_strategy (and save_strategy) to steps or epoch")
     if values.get("torch_dtype") not in (None, "auto", *DTYPES):
         raise RecipeError(f"torch_dtype must be one of auto, {', '.join(DTYPES)}, got {values['torch_dtype']!r}")
     mode = values.get("truncation_mode", "keep_end")
@@ -289,7 +291,7 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
 
 
 def _check_choices(values: dict[str, Any]) -> None:
-    """Keys whose values are names from a list transformers keeps (report_to, attn_implementation)."""
+    """Keys whose values are names from lists transformers keeps: report_to, attn_implementation."""
     from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -302,6 +304,23 @@ def _check_choices(values: dict[str, Any]) -> None:
     kernels = ["eager", *ALL_ATTENTION_FUNCTIONS]
     if attention is not None and attention not in kernels and "/" not in attention:  # "org/kernel": a hub kernel
         raise RecipeError(f"attn_implementation must be one of {', '.join(kernels)} (or a hub kernel org/name), got {attention!r}")
+
+
+def check_installed(training: SimPOConfig) -> None:
+    """What the run needs installed here: the optimizer's package (and its `optim_args` parse) and the
+    report_to integrations. Checked when a run starts, not by `--dry-run` (a GPU recipe checked on a laptop)."""
+    from transformers import Trainer
+    from transformers.integrations.integration_utils import get_available_reporting_integrations
+
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(training)
+    except ImportError as err:
+        raise RecipeError(f"optim {training.optim}: {' '.join(str(err).split())}") from None
+    except ValueError as err:
+        raise RecipeError(f"optim {training.optim} (optim_args {training.optim_args!r}): {' '.join(str(err).split())}") from None
+    missing = sorted(set(training.report_to) - set(get_available_reporting_integrations()) - {"none", "all"})
+    if missing:
+        raise RecipeError(f"report_to: {', '.join(missing)} not installed here; pip install it, or set report_to: none")
 
 
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")

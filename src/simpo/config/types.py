@@ -50,7 +50,7 @@ def describe(kind) -> str:
     if origin is list:
         return f"a list of {_PLURAL.get(args[0], 'values')}" if args else "a list"
     if origin is dict or kind is dict:
-        return "a mapping"
+        return f"a mapping of {_PLURAL.get(args[1], 'values')}" if len(args) == 2 and args[1] is not Any else "a mapping"
     if _is_enum(kind):
         return "one of " + ", ".join(str(member.value) for member in kind)
     return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(kind, getattr(kind, "__name__", str(kind)))
