@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import PIPELINE, Case, recipe_text
+from . import PIPELINE, TRAIN, Case, recipe_text
 
 CASES = [
     Case("no-command-option", ("--verbose",), "--verbose"),
@@ -16,4 +16,22 @@ CASES = [
     Case("eval-unknown-option", ("eval", "smollm2-135m-instruct", "--judg", "x"), "--judg"),
     Case("card-no-run", ("card", "no-such-run"), "no-such-run"),
     Case("chat-no-model", ("chat", "./no-such-model", "--prompt", "hi"), "no-such-model"),
+]
+
+CASES += [
+    Case("eval-limit-zero", ("eval", "smollm2-135m-instruct", "--limit", "0"), "limit"),
+    Case("eval-limit-word", ("eval", "smollm2-135m-instruct", "--limit", "all"), "limit"),
+    Case("eval-benchmark-unknown", ("eval", "smollm2-135m-instruct", "--benchmarks", "bbh"), "bbh"),
+    Case("eval-dtype-unknown", ("eval", "smollm2-135m-instruct", "--dtype", "fp8"), "fp8"),
+    Case("eval-data-unknown", ("eval", "smollm2-135m-instruct", "--data", "web"), "web"),
+    Case("eval-judge-malformed", ("eval", "smollm2-135m-instruct", "--judge", "gpt-4"), "judge"),
+    Case("eval-model-missing", ("eval", "./no-such-model"), "no-such-model"),
+    Case("eval-names-mismatch", ("eval", "smollm2-135m-instruct", "--names", "a,b"), "--names"),
+    Case("eval-max-new-tokens-negative", ("eval", "smollm2-135m-instruct", "--max-new-tokens", "-5"), "max-new-tokens"),
+    Case("chat-temperature-negative", ("chat", "smollm2-135m-instruct", "--temperature", "-1", "--prompt", "hi"), "temperature"),
+    Case("chat-top-p-nan", ("chat", "smollm2-135m-instruct", "--top-p", "nan", "--prompt", "hi"), "top-p"),
+    Case("chat-max-new-tokens-zero", ("chat", "smollm2-135m-instruct", "--max-new-tokens", "0", "--prompt", "hi"), "max-new-tokens"),
+    Case("card-folder-without-model", ("card", "empty-run"), "empty-run", {"empty-run/notes.txt": "nothing here"}),
+    Case("train-two-recipes", ("train", "recipe.yaml", "other.yaml"), "other.yaml", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("prepare-model-two", ("prepare-model", "smollm2-135m-instruct", "extra"), "prepare-model"),
 ]
