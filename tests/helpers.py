@@ -1,10 +1,13 @@
 """Helpers shared by the tests (fixtures are in conftest.py): paths, files, a tiny training run,
-the Gemma-2 chat template, recipe values, pair features, log-probs with plain transformers, and
-waiting for an event."""
+the Gemma-2 chat template, recipe values, pair features, log-probs with plain transformers, waiting
+for an event, and another process holding a folder's lock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -127,3 +130,19 @@ def wait_for(event, what: str, timeout: float = SAFETY_TIMEOUT_S) -> None:
         if time.monotonic() > give_up:
             pytest.fail(f"no {what} after {timeout:.0f} s: hung?")
         time.sleep(0.05)
+
+
+# Locks FOLDER (simpo.stages.lock), says so, and holds the lock until its stdin closes or it is killed.
+HOLDER = "import sys\nfrom simpo.stages.lock import folder_lock\nwith folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    sys.stdin.read()"
+
+
+@contextlib.contextmanager
+def lock_holder(folder: Path):
+    """Another process holding `folder`'s lock for the block (the Popen); killed with SIGKILL at its end."""
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout.readline() == "held\n", process.stderr.read()
+            yield process
+        finally:
+            process.kill()

@@ -35,8 +35,9 @@ def test_the_pipeline_runs_the_other_stages():
     assert _imported_stages(STAGES / "pipeline.py") == STAGE_NAMES - {"pipeline", "chat"}
 
 
-@pytest.mark.parametrize("module", ["simpo.errors", "simpo.training.losses", "simpo.stages.shards", "simpo.data.rows", "simpo.ops.blocked_attention",
-                                    "simpo.evals.winrate", "simpo.evals.zeroeval", "simpo.evals.table", "simpo.evals.judges"])
+@pytest.mark.parametrize("module", ["simpo.errors", "simpo.training.losses", "simpo.stages.shards", "simpo.stages.lock", "simpo.stages.pipeline_record",
+                                    "simpo.data.rows", "simpo.ops.blocked_attention", "simpo.evals.winrate", "simpo.evals.zeroeval",
+                                    "simpo.evals.table", "simpo.evals.judges"])
 def test_pure_modules_import_no_transformers(module):
     code = f"import sys, {module}; print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)

@@ -50,7 +50,8 @@ def pipeline_run(tmp_path_factory, tiny_model_dir):
     }
     for (name, benchmark), values in results.items():
         write_jsonl(run / "benchmarks" / name / benchmark / "result.json", [values])
-    (run / "pipeline.json").write_text(json.dumps({"seconds": {"generate": 12.0, "train": 30.4}}))
+    (run / "pipeline.json").write_text(json.dumps({"runs": [  # two runs: the card sums their stage seconds
+        {"status": "failed", "seconds": {"generate": 9.0}}, {"status": "finished", "seconds": {"generate": 3.0, "train": 30.4}}]}))
     # The manifests the generate and annotate stages leave (their settings, see stages.shards.claim).
     write_jsonl(run / "generations" / "manifest.json", [{
         "stage": "generate", "model": "base", "prompts": "0f3a", "seeds": [13, 21], "temperature": 0.8, "top_p": 0.95,

@@ -1,22 +1,25 @@
 """`simpo pipeline` end to end on a tiny random Llama: every stage's output is what its inputs
-determine, a second run redoes nothing, and what can fail on the prompts fails before generating."""
+determine, a second run redoes nothing, what can fail on the prompts fails before generating, a run
+folder another process holds is refused, and every run, failed ones too, is an entry of pipeline.json."""
 
 import contextlib
 import io
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import read_jsonl, write_jsonl
+from helpers import lock_holder, read_jsonl, write_jsonl
 
+import simpo.stages.pipeline
 from simpo.cli import main
 from simpo.data.bundled import make_prompts
 from simpo.rewards.programmatic import numeric_answer
 from simpo.stages.shards import read_stage
 
 SEEDS = [1, 2, 3, 4]
-# The files that record the seconds spent, which a second run adds to: the pipeline's and the card's.
+# The files that record the seconds spent, which a second run rewrites: the pipeline's record and the card.
 RETIMED = {"pipeline.json", "README.md"}
 
 
@@ -125,9 +128,14 @@ def test_a_second_run_redoes_nothing(pipeline_run):
     now = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in run.rglob("*") if path.is_file() and path.name not in RETIMED}
     assert now == pipeline_run.files  # the same files, none rewritten
     assert (again["before"], again["after"]) == (result["before"], result["after"])
-    # Stage seconds add up over the runs of a folder: training did not run again.
-    assert again["seconds"]["train"] == result["seconds"]["train"] > 0
-    assert all(again["seconds"][stage] >= seconds for stage, seconds in result["seconds"].items())
+    # One entry per run: the first kept as it was, the second without training (it did not run again).
+    [first] = result["runs"]
+    assert again["runs"][0] == first
+    assert [run["status"] for run in again["runs"]] == ["finished", "finished"]
+    stages = ["generate", "annotate", "binarize", "evaluate before", "train", "evaluate after", "eval"]
+    assert list(first["seconds"]) == stages and first["seconds"]["train"] > 0
+    assert list(again["runs"][1]["seconds"]) == [stage for stage in stages if stage != "train"]
+    assert f"stage seconds of this run: {', '.join(f'{name} {s:.0f}' for name, s in first['seconds'].items())}" in pipeline_run.printed
 
 
 def test_a_missing_reference_answer_fails_before_generation(tiny_model_dir, tmp_path, capsys):
@@ -139,7 +147,7 @@ def test_a_missing_reference_answer_fails_before_generation(tiny_model_dir, tmp_
     write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
     assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
     assert "row 1: the numeric_answer reward needs a reference number in 'answer'" in capsys.readouterr().err
-    assert not (tmp_path / "run" / "generations").exists()
+    assert not (tmp_path / "run").exists()  # nor a lock file or a record of the run
 
 
 def test_prompts_without_a_test_split_fail_before_generation(tiny_model_dir, tmp_path, capsys):
@@ -149,3 +157,44 @@ def test_prompts_without_a_test_split_fail_before_generation(tiny_model_dir, tmp
     assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
     assert f"evaluate.prompts {prompts} has no split 'test'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "generations").exists()
+
+
+def test_a_run_folder_another_process_holds_is_refused_at_once(tiny_model_dir, tmp_path, capsys):
+    prompts = tmp_path / "prompts"
+    write_jsonl(prompts / "train.jsonl", make_prompts(4, seed=3))
+    write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
+    run = tmp_path / "run"
+    with lock_holder(run) as holder:
+        assert main(["pipeline", str(_pipeline_recipe(tmp_path, tiny_model_dir("llama"), prompts))]) == 2
+        err = capsys.readouterr().err
+        assert f"simpo: error: {run} is being written by pid {holder.pid} on " in err, err
+        assert [path.name for path in run.iterdir()] == [".simpo-lock"]
+
+
+def test_a_failed_run_keeps_its_stage_seconds_and_each_run_is_an_entry(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    prompts = tmp_path / "prompts"
+    write_jsonl(prompts / "train.jsonl", make_prompts(4, seed=3))
+    write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
+    recipe = str(_pipeline_recipe(tmp_path, tiny_model_dir("llama"), prompts))
+    record = tmp_path / "run" / "pipeline.json"
+
+    def run_annotate(config):
+        raise RuntimeError("the disk is full\n(details)")
+
+    monkeypatch.setattr(simpo.stages.pipeline, "run_annotate", run_annotate)
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        main(["pipeline", recipe])
+    [first] = json.loads(record.read_text())["runs"]
+    assert (first["status"], first["failed_stage"], first["error"]) == ("failed", "annotate", "RuntimeError: the disk is full")
+    assert list(first["seconds"]) == ["generate", "annotate"] and first["seconds"]["generate"] > 0
+    assert first["pid"] == os.getpid()  # an entry starts as the holder record of the run folder's lock
+    assert not (tmp_path / "run" / ".simpo-lock").exists()
+
+    monkeypatch.undo()  # a real failure: the tiny model's answers all score 0, so binarize finds no pair
+    assert main(["pipeline", recipe]) == 2
+    assert "simpo: error: binarize: no prompt of" in capsys.readouterr().err
+    runs = json.loads(record.read_text())["runs"]
+    assert runs[0] == first  # the earlier run's entry as it was, no seconds added to it
+    assert [(run["status"], run["failed_stage"]) for run in runs] == [("failed", "annotate"), ("failed", "binarize")]
+    assert runs[1]["error"].startswith("RecipeError: binarize: no prompt of")
+    assert list(runs[1]["seconds"]) == ["generate", "annotate", "binarize"]

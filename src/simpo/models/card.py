@@ -71,7 +71,7 @@ class CardFacts:
     run_info: dict = field(default_factory=dict)  # run_info.json; empty for runs made before it existed
     base_license: str | None = None
     on_policy: dict | None = None  # a pipeline run's generate settings and rewards
-    pipeline_seconds: dict | None = None  # pipeline.json's seconds per stage
+    pipeline_seconds: dict | None = None  # seconds per stage, summed over the runs in pipeline.json
     results: dict | None = None  # `evals.table.load_results`; None when there are none
     own_results: dict = field(default_factory=dict)  # benchmark -> result of this model
     eval_folder: str = ""
@@ -238,7 +238,7 @@ def training(facts: CardFacts) -> str:
         lines.append(f"The training loop ran {steps} optimizer steps in {_duration(runtime)} (`train_runtime`).")
     if facts.pipeline_seconds:
         stages = ", ".join(f"{name} {_duration(seconds)}" for name, seconds in facts.pipeline_seconds.items())
-        lines.append(f"The whole `simpo pipeline` run, stage by stage: {stages}.")
+        lines.append(f"Time `simpo pipeline` spent on this folder (every run in the run folder's `pipeline.json`), stage by stage: {stages}.")
     if facts.curves_link:
         lines += ["", f"Loss, reward accuracy and margin, log-probs and learning rate by step: [training curves]({facts.curves_link})",
                   "", f"![training curves]({facts.curves_link})"]

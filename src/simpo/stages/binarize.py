@@ -19,6 +19,7 @@ from pathlib import Path
 from ..config.pipeline import BinarizeConfig
 from ..errors import RecipeError
 from ..generation.prompts import prompt_messages
+from .lock import folder_lock
 from .shards import claim, fingerprint, is_complete, mark_complete, read_stage, write_atomic
 
 logger = logging.getLogger("simpo")
@@ -50,31 +51,32 @@ def run_binarize(config: BinarizeConfig) -> str:
     config.validate()
     output = Path(config.output)
     rows = read_stage(config.input)
-    claim(output, {"stage": "binarize", "input": fingerprint(rows), "test_size": config.test_size,
-                   "min_score_gap": config.min_score_gap, "seed": config.seed})
-    if is_complete(output):
-        return config.output
-    # Binarizing is quick: an interrupted run simply rebuilds both files from the scores.
-    pairs, dropped = [], Counter()
-    for row in rows:
-        pair = binarize_row(row, config.min_score_gap)
-        if isinstance(pair, str):
-            dropped[pair] += 1
-        else:
-            pairs.append(pair)
-    if not pairs:
-        raise RecipeError(f"binarize: no prompt of {config.input} has responses that differ in score ({dict(dropped)})")
-    order = list(range(len(pairs)))
-    random.Random(config.seed).shuffle(order)
-    test_count = int(config.test_size) if config.test_size >= 1 else round(config.test_size * len(pairs))
-    test = sorted(order[:test_count])
-    test_set = set(test)
-    splits = {"train": [pairs[i] for i in range(len(pairs)) if i not in test_set], "test": [pairs[i] for i in test]}
-    for split, split_rows in splits.items():
-        write_atomic(output / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in split_rows))
-    mark_complete(output)
-    logger.warning(
-        "binarize: %d pairs (train %d, test %d) from %d prompts; dropped: %s", len(pairs), len(splits["train"]),
-        len(splits["test"]), len(rows), ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none",
-    )
+    with folder_lock(output):  # written from here on, its input read
+        claim(output, {"stage": "binarize", "input": fingerprint(rows), "test_size": config.test_size,
+                       "min_score_gap": config.min_score_gap, "seed": config.seed})
+        if is_complete(output):
+            return config.output
+        # Binarizing is quick: an interrupted run simply rebuilds both files from the scores.
+        pairs, dropped = [], Counter()
+        for row in rows:
+            pair = binarize_row(row, config.min_score_gap)
+            if isinstance(pair, str):
+                dropped[pair] += 1
+            else:
+                pairs.append(pair)
+        if not pairs:
+            raise RecipeError(f"binarize: no prompt of {config.input} has responses that differ in score ({dict(dropped)})")
+        order = list(range(len(pairs)))
+        random.Random(config.seed).shuffle(order)
+        test_count = int(config.test_size) if config.test_size >= 1 else round(config.test_size * len(pairs))
+        test = sorted(order[:test_count])
+        test_set = set(test)
+        splits = {"train": [pairs[i] for i in range(len(pairs)) if i not in test_set], "test": [pairs[i] for i in test]}
+        for split, split_rows in splits.items():
+            write_atomic(output / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in split_rows))
+        mark_complete(output)
+        logger.warning(
+            "binarize: %d pairs (train %d, test %d) from %d prompts; dropped: %s", len(pairs), len(splits["train"]),
+            len(splits["test"]), len(rows), ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none",
+        )
     return config.output

@@ -1,8 +1,8 @@
 """`simpo card RUN_DIR`: the trained model folder's README.md, a Hugging Face model card.
 
 RUN_DIR is a pipeline run folder (the model in `model/`, `simpo eval` results in `benchmarks/`,
-`pipeline.json` with the stage seconds, the stages' manifests saying how the pairs were made) or a
-training `output_dir` itself (`recipe.yaml`, `trainer_state.json`, `config.json`). This module reads
+`pipeline.json` with the stage seconds of every run, the stages' manifests saying how the pairs were
+made) or a training `output_dir` itself (`recipe.yaml`, `trainer_state.json`, `config.json`). This module reads
 the run; `models/card.py` writes the text. The card replaces `README.md` in one step (temporary file
 and rename), so a reader never sees half of it.
 """
@@ -22,6 +22,8 @@ from ..evals.table import load_results
 from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
 from ..training.curves import FILENAME as CURVES
 from ..training.run_info import RUN_INFO
+from .pipeline_record import FILENAME as PIPELINE_RECORD
+from .pipeline_record import total_seconds
 from .shards import write_if_changed
 
 logger = logging.getLogger("simpo")
@@ -130,7 +132,7 @@ def gather_facts(run_dir: str | Path, eval_folder: str | Path | None = None, out
         stop_tokens=list(zip(tokenizer.convert_ids_to_tokens(stop_ids), stop_ids)),
         datasets=_datasets(recipe, run_info), run_info=run_info, base_license=_license(recipe.get("model_name_or_path", "")),
         on_policy=_on_policy(pipeline_dir) if pipeline_dir else None,
-        pipeline_seconds=_json(pipeline_dir / "pipeline.json").get("seconds") if pipeline_dir else None,
+        pipeline_seconds=total_seconds(_json(pipeline_dir / PIPELINE_RECORD)) if pipeline_dir else None,
         results=results or None, own_results=own, eval_folder=str(folder),
         curves_link=os.path.relpath(curves, output.resolve().parent) if curves.is_file() else None,
     )

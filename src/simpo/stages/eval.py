@@ -33,6 +33,7 @@ from ..generation.backends import open_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer
 from ..models.bundled import BUNDLED
 from ..models.loading import load_model, load_tokenizer, resolve_model_path
+from .lock import folder_lock
 from .shards import ShardedOutput, read_jsonl, write_atomic, write_if_changed
 
 logger = logging.getLogger("simpo")
@@ -309,13 +310,14 @@ def run_eval(options: EvalOptions) -> str:
         label, items = task_for(name, options.mmlu_mode).load(options)
         loaded[name] = (label, subset(items, options.limit), len(items))
     judging = Judging(options)
-    for model, name in zip(options.models, options.names):
-        run = ModelRun(model, name, options)
-        for benchmark in options.benchmarks:
-            label, items, total = loaded[benchmark]
-            result = evaluate_benchmark(run, task_for(benchmark, options.mmlu_mode), judging, label, items, total)
-            logger.info("eval %s %s: %s", name, benchmark, json.dumps(result["metrics"]))
-        run.close()
-    table = markdown_table({name: rows for name, rows in load_results(options.output).items() if name in options.names})
-    write_if_changed(options.output / "results.md", table + "\n")
+    with folder_lock(options.output):  # written from here on, the models and data checked
+        for model, name in zip(options.models, options.names):
+            run = ModelRun(model, name, options)
+            for benchmark in options.benchmarks:
+                label, items, total = loaded[benchmark]
+                result = evaluate_benchmark(run, task_for(benchmark, options.mmlu_mode), judging, label, items, total)
+                logger.info("eval %s %s: %s", name, benchmark, json.dumps(result["metrics"]))
+            run.close()
+        table = markdown_table({name: rows for name, rows in load_results(options.output).items() if name in options.names})
+        write_if_changed(options.output / "results.md", table + "\n")
     return table

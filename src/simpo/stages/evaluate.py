@@ -19,6 +19,7 @@ from ..generation.prompts import PromptRenderer, read_prompts
 from ..models.loading import load_tokenizer
 from ..rewards.programmatic import check_references
 from ..rewards.scorer import Scorer
+from .lock import folder_lock
 from .shards import claim, fingerprint, write_atomic
 
 logger = logging.getLogger("simpo")
@@ -37,26 +38,26 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
     records = [{"row": row.row, "prompt": row.prompt, **row.extra} for row in rows]
     check_references(rewards, records, f"{config.prompts} [{config.split}]")
     dtype = sampling_dtype(config.dtype or model_config.torch_dtype, "evaluate.dtype")
-    claim(folder, {"stage": "evaluate", "prompts": fingerprint(prompt_ids), "rewards": rewards,
-                   "max_new_tokens": config.max_new_tokens, "dtype": dtype})
-    summary_path = folder / f"{name}.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary["model"] != model_config.model_name_or_path:
-            raise RecipeError(f"{summary_path} evaluated {summary['model']}, not {model_config.model_name_or_path}: delete it to evaluate again")
-        return summary
-    backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
-    texts, _ = backend.generate(prompt_ids, None, 0.0, 1.0, config.max_new_tokens)  # greedy
-    scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [t]} for r, t in zip(records, texts)], None)
-    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / f"{name}.jsonl", "".join(
-        json.dumps({**record, "response": text, "score": score[0]}) + "\n" for record, text, score in zip(records, texts, scores)
-    ))
-    summary = {
-        "model": model_config.model_name_or_path, "prompts": len(rows), "skipped": sum(skipped.values()),
-        "accuracy": sum(score[0] for score in scores) / len(scores), "mean_length_tokens": sum(lengths) / len(lengths),
-    }
-    write_atomic(summary_path, json.dumps(summary, indent=2))
-    logger.info("evaluate %s: accuracy %.4f on %d prompts", name, summary["accuracy"], len(rows))
+    with folder_lock(folder):  # written from here on, its input checked
+        claim(folder, {"stage": "evaluate", "prompts": fingerprint(prompt_ids), "rewards": rewards,
+                       "max_new_tokens": config.max_new_tokens, "dtype": dtype})
+        summary_path = folder / f"{name}.json"
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+            if summary["model"] != model_config.model_name_or_path:
+                raise RecipeError(f"{summary_path} evaluated {summary['model']}, not {model_config.model_name_or_path}: delete it to evaluate again")
+            return summary
+        backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
+        texts, _ = backend.generate(prompt_ids, None, 0.0, 1.0, config.max_new_tokens)  # greedy
+        scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [t]} for r, t in zip(records, texts)], None)
+        lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        write_atomic(folder / f"{name}.jsonl", "".join(
+            json.dumps({**record, "response": text, "score": score[0]}) + "\n" for record, text, score in zip(records, texts, scores)
+        ))
+        summary = {
+            "model": model_config.model_name_or_path, "prompts": len(rows), "skipped": sum(skipped.values()),
+            "accuracy": sum(score[0] for score in scores) / len(scores), "mean_length_tokens": sum(lengths) / len(lengths),
+        }
+        write_atomic(summary_path, json.dumps(summary, indent=2))
+        logger.info("evaluate %s: accuracy %.4f on %d prompts", name, summary["accuracy"], len(rows))
     return summary

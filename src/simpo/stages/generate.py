@@ -19,6 +19,7 @@ from ..errors import RecipeError
 from ..generation.backends import open_backend, pick_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer, check_lengths, read_prompts
 from ..models.loading import load_tokenizer, resolve_model_path
+from .lock import folder_lock
 from .shards import ShardedOutput, fingerprint
 
 logger = logging.getLogger("simpo")
@@ -53,28 +54,29 @@ def run_generate(model_config, config: GenerateConfig, check=None) -> str:
         "seeds": config.seeds, "temperature": config.temperature, "top_p": config.top_p,
         "max_new_tokens": config.max_new_tokens, "backend": backend_name, "dtype": dtype,
     }
-    output = ShardedOutput(config.output, settings, len(rows), config.shard_size)
-    pending = output.pending()
-    if pending:
-        logger.info("generate: %d prompts x %d seeds, %d of %d shards to do", len(rows), len(config.seeds), len(pending), output.shard_count)
-        backend = open_backend(backend_name, model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
-        done = len(rows) - sum(len(output.shard_rows(i)) for i in pending)
-        progress = tqdm(total=len(rows), initial=done, unit="prompt", desc="generate")
-        start, tokens = time.perf_counter(), 0
-        for index in pending:
-            numbers = list(output.shard_rows(index))
-            responses, count = backend.sample([prompt_ids[i] for i in numbers], config.seeds, index, config.temperature,
-                                              config.top_p, config.max_new_tokens)
-            tokens += count
-            output.write(index, [
-                {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": responses[j],
-                 "seeds": config.seeds, "row": rows[i].row, **rows[i].extra}
-                for j, i in enumerate(numbers)
-            ])
-            progress.update(len(numbers))
-            progress.set_postfix(tokens_per_s=f"{tokens / (time.perf_counter() - start):.0f}")
-        progress.close()
-    output.mark_complete()
+    with folder_lock(config.output):  # written from here on, its input checked
+        output = ShardedOutput(config.output, settings, len(rows), config.shard_size)
+        pending = output.pending()
+        if pending:
+            logger.info("generate: %d prompts x %d seeds, %d of %d shards to do", len(rows), len(config.seeds), len(pending), output.shard_count)
+            backend = open_backend(backend_name, model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
+            done = len(rows) - sum(len(output.shard_rows(i)) for i in pending)
+            progress = tqdm(total=len(rows), initial=done, unit="prompt", desc="generate")
+            start, tokens = time.perf_counter(), 0
+            for index in pending:
+                numbers = list(output.shard_rows(index))
+                responses, count = backend.sample([prompt_ids[i] for i in numbers], config.seeds, index, config.temperature,
+                                                  config.top_p, config.max_new_tokens)
+                tokens += count
+                output.write(index, [
+                    {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": responses[j],
+                     "seeds": config.seeds, "row": rows[i].row, **rows[i].extra}
+                    for j, i in enumerate(numbers)
+                ])
+                progress.update(len(numbers))
+                progress.set_postfix(tokens_per_s=f"{tokens / (time.perf_counter() - start):.0f}")
+            progress.close()
+        output.mark_complete()
     if skipped:
         logger.warning("generate: skipped %d prompts: %s", sum(skipped.values()), ", ".join(f"{n} {why}" for why, n in skipped.items()))
     return config.output

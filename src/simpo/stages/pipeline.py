@@ -4,13 +4,15 @@ then the model-card benchmarks (`simpo eval`) on both models and the model card 
 Every stage is skipped when its output is already complete, so the same command continues a run
 that was stopped at any point. Everything that can fail on the recipe (keys, reward models,
 reference answers of programmatic rewards) fails before the first sample is generated.
+
+RUN_DIR is locked for the whole run (`stages.lock`), so a second pipeline on the same folder stops
+at once, and each run's stage seconds and outcome are an entry of `RUN_DIR/pipeline.json`
+(`stages.pipeline_record`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 
 from ..config.pipeline import Pipeline
@@ -24,6 +26,8 @@ from .card import write_card
 from .eval import EvalOptions, run_eval
 from .evaluate import run_evaluate
 from .generate import run_generate
+from .lock import LOCK_FILE, folder_lock
+from .pipeline_record import PipelineRecord
 from .shards import is_complete, mark_complete
 
 
@@ -40,22 +44,35 @@ def _check_rewards(pipeline: Pipeline):
 
 
 def run_pipeline(pipeline: Pipeline) -> dict:
-    from .train import run_training  # imports the trainer: only when training runs
-
+    """Every stage with RUN_DIR locked; its record in RUN_DIR/pipeline.json; the held-out results and this run's seconds."""
     for section in (pipeline.generate, pipeline.annotate, pipeline.binarize, pipeline.evaluate, pipeline.eval):
         section.validate()
     check_prompts = _check_rewards(pipeline)
     evaluate = pipeline.evaluate
     if load_split(evaluate.prompts, evaluate.split) is None:  # fail now, not after generating and training
         raise RecipeError(f"evaluate.prompts {evaluate.prompts} has no split {evaluate.split!r}: set evaluate.prompts or evaluate.split")
-    seconds: dict[str, float] = {}
+    with folder_lock(pipeline.run_dir) as holder:
+        record = PipelineRecord(pipeline.run_dir, holder)
+        try:
+            results = _stages(pipeline, record, check_prompts)
+        except BaseException as error:
+            # A run that wrote nothing (it stopped on its input) leaves no record: the lock then
+            # removes the folder it made.
+            if any(path.name != LOCK_FILE for path in pipeline.run_dir.iterdir()):
+                record.fail(error)
+            raise
+    print(summary(results, record.run["seconds"], record.path))
+    if results["table"]:
+        print(f"\nmodel-card benchmarks (simpo eval, in {pipeline.eval.output}):\n{results['table']}")
+    print(f"\nmodel card: {results['card']}")
+    return {"before": results["before"], "after": results["after"], "seconds": record.run["seconds"]}
 
-    def stage(name: str, work):
-        start = time.perf_counter()
-        result = work()
-        seconds[name] = time.perf_counter() - start
-        return result
 
+def _stages(pipeline: Pipeline, record: PipelineRecord, check_prompts) -> dict:
+    """Every stage, each timed into `record`; the held-out results, the benchmark table and the card's path."""
+    from .train import run_training  # imports the trainer: only when training runs
+
+    stage = record.timed
     stage("generate", lambda: run_generate(pipeline.train.model, pipeline.generate, check_prompts))
     stage("annotate", lambda: run_annotate(pipeline.annotate))
     stage("binarize", lambda: run_binarize(pipeline.binarize))
@@ -67,20 +84,10 @@ def run_pipeline(pipeline: Pipeline) -> dict:
         mark_complete(output_dir)
     trained = dataclasses.replace(pipeline.train.model, model_name_or_path=str(output_dir))
     after = stage("evaluate after", lambda: run_evaluate(trained, pipeline.evaluate, rewards, "after"))
-    # Seconds add up over the invocations that built this folder, so a resumed or repeated run
-    # keeps the time its stages took.
-    record = pipeline.run_dir / "pipeline.json"
-    spent = json.loads(record.read_text())["seconds"] if record.is_file() else {}
     table = stage("eval", lambda: _benchmarks(pipeline, str(output_dir))) if pipeline.eval.benchmarks else None
-    seconds = {name: spent.get(name, 0.0) + seconds.get(name, 0.0) for name in dict.fromkeys([*seconds, *spent])}
-    result = {"before": before, "after": after, "seconds": seconds}
-    record.write_text(json.dumps(result, indent=2))
     card = write_card(pipeline.run_dir, pipeline.eval.output if table else None)
-    print(summary(result))
-    if table:
-        print(f"\nmodel-card benchmarks (simpo eval, in {pipeline.eval.output}):\n{table}")
-    print(f"\nmodel card: {card}")
-    return result
+    record.finish({"before": before, "after": after})
+    return {"before": before, "after": after, "table": table, "card": card}
 
 
 def _benchmarks(pipeline: Pipeline, trained: str) -> str:
@@ -96,13 +103,14 @@ def _benchmarks(pipeline: Pipeline, trained: str) -> str:
     return run_eval(options)
 
 
-def summary(result: dict) -> str:
-    before, after = result["before"], result["after"]
+def summary(results: dict, seconds: dict[str, float], record: Path) -> str:
+    before, after = results["before"], results["after"]
     lines = [
         f"held-out prompts: {after['prompts']} (greedy answers)",
         f"{'':<24}{'before':>10}{'after':>10}",
         f"{'accuracy':<24}{before['accuracy']:>10.4f}{after['accuracy']:>10.4f}",
         f"{'mean length (tokens)':<24}{before['mean_length_tokens']:>10.1f}{after['mean_length_tokens']:>10.1f}",
-        "stage seconds (all runs of this folder): " + ", ".join(f"{name} {s:.0f}" for name, s in result["seconds"].items()),
+        "stage seconds of this run: " + ", ".join(f"{name} {s:.0f}" for name, s in seconds.items()),
+        f"(every run of this folder, with its stage seconds, is in {record})",
     ]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -17,6 +18,7 @@ from ..models.loading import load_model, load_tokenizer
 from ..training.curves import write_curves
 from ..training.run_info import write_run_info
 from ..training.trainer import SimPOTrainer
+from .lock import folder_lock
 
 logger = logging.getLogger("simpo")
 
@@ -50,36 +52,39 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     with args.main_process_first(desc="tokenizing the dataset"):
         train_set, test_set = build_pair_datasets(recipe.data, encoder, seed=args.seed)
     model = load_model(recipe.model)
-    reference = recipe.model.ref_model_name_or_path
-    trainer = SimPOTrainer(
-        model=model, args=args, processing_class=tokenizer, train_dataset=train_set, eval_dataset=test_set,
-        # Built inline so that, with precomputed reference log-probs, nothing else holds it afterwards.
-        ref_model=load_model(dataclasses.replace(recipe.model, model_name_or_path=reference, model_revision="main"))
-        if reference and args.needs_reference else None,
-    )
+    # output_dir is written from here on (the trainer makes it), the recipe and data checked; one
+    # process of a distributed run holds its lock.
+    with folder_lock(args.output_dir) if args.process_index == 0 else contextlib.nullcontext():
+        reference = recipe.model.ref_model_name_or_path
+        trainer = SimPOTrainer(
+            model=model, args=args, processing_class=tokenizer, train_dataset=train_set, eval_dataset=test_set,
+            # Built inline so that, with precomputed reference log-probs, nothing else holds it afterwards.
+            ref_model=load_model(dataclasses.replace(recipe.model, model_name_or_path=reference, model_revision="main"))
+            if reference and args.needs_reference else None,
+        )
 
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
+        output_dir = Path(args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
 
-    evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
-    before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
-    trainer.train(resume_from_checkpoint=_resume_point(args))
-    if before:
-        # train() starts a fresh log; keep the step-0 evaluation in trainer_state.json too.
-        trainer.state.log_history.insert(0, {**before, "step": 0})
-    after = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
+        evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
+        before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
+        trainer.train(resume_from_checkpoint=_resume_point(args))
+        if before:
+            # train() starts a fresh log; keep the step-0 evaluation in trainer_state.json too.
+            trainer.state.log_history.insert(0, {**before, "step": 0})
+        after = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
 
-    # Stop at the end of an assistant turn when the saved model chats, not only at EOS.
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    trainer.save_model(str(output_dir))
-    trainer.save_state()
-    if trainer.is_world_process_zero():  # the model card's records: curves, machine and wall time
-        write_curves(output_dir)
-        write_run_info(output_dir, args, time.perf_counter() - start, list(recipe.data.dataset_mixer))
-    if evaluate and trainer.is_world_process_zero():
-        print(summary_table(before, after, len(test_set)))
+        # Stop at the end of an assistant turn when the saved model chats, not only at EOS.
+        model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        trainer.save_model(str(output_dir))
+        trainer.save_state()
+        if trainer.is_world_process_zero():  # the model card's records: curves, machine and wall time
+            write_curves(output_dir)
+            write_run_info(output_dir, args, time.perf_counter() - start, list(recipe.data.dataset_mixer))
+        if evaluate and trainer.is_world_process_zero():
+            print(summary_table(before, after, len(test_set)))
     return {"before": before, "after": after}
 
 
