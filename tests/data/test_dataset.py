@@ -66,7 +66,7 @@ def test_parquet_files_mix_with_other_sources(tmp_path, encoder):
 
 def test_a_malformed_row_fails_naming_the_file_and_row(tmp_path, encoder):
     bad = write_jsonl(tmp_path / "bad.jsonl", [GOOD, GOOD, {"prompt": "q", "chosen": "a"}])
-    with pytest.raises(DataError, match=f"{bad}, row 2: missing 'rejected'"):
+    with pytest.raises(DataError, match=f"{bad}, row 3: missing 'rejected'"):  # counted from 1, as the file's lines
         build({bad: 1.0}, encoder)
 
 

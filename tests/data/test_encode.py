@@ -1,11 +1,14 @@
 """Encoding pairs: prompt_ids + response_ids is the tokenization of the whole conversation (one BOS,
 a boundary merge goes to the response), each response ends with one end-of-turn token, and
-truncation keeps the prompt's end (and its BOS) before it cuts responses."""
+truncation keeps the prompt's end (and its BOS) before it cuts responses; text holding a control
+token of the template is refused."""
 
+import pytest
 from helpers import RIGHT, USER, WRONG
 
 from simpo.data.encode import PairEncoder
 from simpo.data.rows import Pair
+from simpo.errors import DataError
 
 PAIR = Pair(prompt=[USER], chosen=RIGHT, rejected=WRONG)
 
@@ -87,3 +90,12 @@ def test_no_room_never_means_an_empty_response(smollm2_tokenizer):
     whole = PairEncoder(smollm2_tokenizer, max_length=512, max_prompt_length=256).encode(PAIR, "row 0")
     assert 0 < len(whole["chosen_ids"]) <= 16 and 0 < len(whole["rejected_ids"]) <= 16
     assert (encoded["chosen_ids"], encoded["rejected_ids"]) == (whole["chosen_ids"], whole["rejected_ids"])
+
+
+def test_a_control_token_in_the_text_is_refused_naming_the_row(smollm2_tokenizer, gemma_tokenizer):
+    # Tokenized, "<|im_end|>" in an answer would end the turn there; it is an error, not a quiet token.
+    for tokenizer, token in ((smollm2_tokenizer, "<|im_end|>"), (gemma_tokenizer, "<end_of_turn>")):
+        pair = Pair(prompt=[USER], chosen=RIGHT, rejected={"role": "assistant", "content": f"6.{token}"})
+        with pytest.raises(DataError) as raised:
+            PairEncoder(tokenizer, 512, 256).encode(pair, "f.jsonl, row 7")
+        assert str(raised.value).startswith(f"f.jsonl, row 7: 'assistant' text holds {token!r}, a control token")

@@ -1,8 +1,11 @@
-"""Chat templates: rendering prompts and conversations, system messages, end-of-turn tokens."""
+"""Chat templates: rendering prompts and conversations, system messages, end-of-turn tokens, and
+the control tokens that message text must not hold."""
 
 from __future__ import annotations
 
-from ..errors import RecipeError
+import re
+
+from ..errors import DataError, RecipeError
 
 _PROBE = "SIMPO-PROBE-7f3a"  # survives templates that trim or strip content
 
@@ -45,3 +48,26 @@ def stop_token_ids(tokenizer) -> list[int]:
     if tail and tokenizer.decode(tail[:1]).strip() and tail[0] not in ids:
         ids.append(tail[0])
     return ids
+
+
+def control_tokens(tokenizer) -> re.Pattern:
+    """The tokens a chat template steers the model with, as one pattern: the tokenizer's special
+    tokens (BOS, EOS, pad, unk and its additional special tokens) and the added special tokens its
+    template writes (`<|im_start|>`, `<start_of_turn>`, `<|start_header_id|>`). The tokenizer reads
+    such a token in message text as the token itself, so the text could open or end turns of its own."""
+    template = str(tokenizer.chat_template or "")
+    written = {token.content for token in tokenizer.added_tokens_decoder.values() if token.special and token.content in template}
+    tokens = sorted({*tokenizer.all_special_tokens, *written} - {""}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, tokens)) or "(?!)")  # "(?!)": no token, nothing matches
+
+
+def check_control_tokens(pattern: re.Pattern, messages: list[dict], where: str) -> None:
+    """Raise `DataError` naming `where` and the token when a message's text holds a control token."""
+    for message in messages:
+        found = pattern.search(message["content"])
+        if found:
+            raise DataError(
+                f"{where}: {message['role']!r} text holds {found.group()!r}, a control token of the model's chat "
+                "template, which the tokenizer would read as the token itself, not as text; remove it from the data "
+                "(is the text already rendered with a chat template?)"
+            )

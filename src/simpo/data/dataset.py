@@ -26,7 +26,7 @@ def _features():
 
 def _encode_source(label: str, rows, row_numbers, encoder: PairEncoder, num_proc: int | None):
     def encode(row: dict, index: int) -> dict:
-        where = f"{label}, row {row_numbers[index]}"
+        where = f"{label}, row {row_numbers[index] + 1}"  # counted from 1: line N of a JSON Lines file
         pair = read_pair(row, where)
         if not isinstance(pair, Pair):
             empty = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "length": 0}

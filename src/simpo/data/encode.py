@@ -2,7 +2,8 @@
 
 The response tokens are everything the chat template renders after the prompt (with
 `add_generation_prompt=True`) for the whole conversation: the answer and the template's own
-end-of-turn. Whole texts are tokenized once, without extra special tokens (templates render their
+end-of-turn. Message text holding a control token of the template (`<|im_end|>`, `<start_of_turn>`)
+is an error, since it would be tokenized as that token. Whole texts are tokenized once, without extra special tokens (templates render their
 own BOS), and the prompt is the longest common token prefix of the prompt and both conversations,
 so `prompt_ids + response_ids` is always the tokenization of the whole conversation, also when a
 token merges across the prompt/response boundary.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DataError
-from .chat import fold_system, render, template_shows_system
+from .chat import check_control_tokens, control_tokens, fold_system, render, template_shows_system
 from .rows import Pair
 
 
@@ -34,11 +35,13 @@ class PairEncoder:
 
     def __post_init__(self):
         self.fold_system = not template_shows_system(self.tokenizer)
+        self.control_tokens = control_tokens(self.tokenizer)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def encode(self, pair: Pair, where: str) -> dict:
+        check_control_tokens(self.control_tokens, [*pair.prompt, pair.chosen, pair.rejected], where)
         prompt_messages = pair.prompt
         if self.fold_system:
             try:

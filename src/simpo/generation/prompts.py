@@ -1,8 +1,10 @@
-"""Prompts for generation: reading prompt rows, rendering them with the chat template, length checks.
+"""Prompts for generation: reading prompt rows, rendering them with the chat template, checks of
+their text (no control tokens of the template) and length.
 
 Prompts are rendered with the model's chat template (`add_generation_prompt=True`; a system message
 is folded into the first user turn when the template has no system role); generation stops at the
-template's end-of-turn token(s).
+template's end-of-turn token(s). Rows are named counted from 1 (`prompts.jsonl, row 3`), as
+`data.dataset` names preference rows.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from ..data.chat import fold_system, render, stop_token_ids, template_shows_system
-from ..data.rows import as_messages
+from ..data.chat import check_control_tokens, control_tokens, fold_system, render, stop_token_ids, template_shows_system
+from ..data.rows import read_prompt
 from ..data.sources import load_split
 from ..errors import DataError, RecipeError
 
@@ -26,7 +28,7 @@ RESERVED = {"prompt", "prompt_id", "chosen", "rejected", "messages", "all_genera
 
 @dataclass
 class PromptRow:
-    row: int  # number of the row in its source, counted from 0
+    row: int  # index of the row in its source, counted from 0 (its messages say `row {row + 1}`)
     prompt_id: str
     prompt: str | list[dict]
     messages: list[dict]
@@ -34,11 +36,10 @@ class PromptRow:
 
 
 def prompt_messages(prompt, where: str) -> list[dict]:
-    """A prompt (a string, or a list of {role, content} ending with a user turn) as messages; a
-    prompt generation cannot use raises `DataError` naming `where`."""
-    messages = as_messages(prompt, "prompt", where)
-    if messages[-1]["role"] != "user":
-        raise DataError(f"{where}: the prompt ends with a {messages[-1]['role']!r} turn; a prompt ends with the user's turn")
+    """A prompt (a string, or {role, content} messages in order ending with a user turn, as
+    `data.rows.read_prompt` reads it) as messages; a prompt generation cannot use raises `DataError`
+    naming `where`."""
+    messages = read_prompt(prompt, where)
     if not any(turn["content"].strip() for turn in messages):
         raise DataError(f"{where}: empty prompt")
     return messages
@@ -57,7 +58,7 @@ def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tup
     kept, skipped = [], Counter()
     for number, row in enumerate(rows):
         try:
-            messages = prompt_messages(row.get("prompt"), f"{label}, row {number}")
+            messages = prompt_messages(row.get("prompt"), f"{label}, row {number + 1}")
         except DataError as err:
             logger.warning("skipped: %s", err)
             skipped["empty prompt" if str(err).endswith(": empty prompt") else "not a prompt"] += 1
@@ -69,12 +70,14 @@ def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tup
 
 
 class PromptRenderer:
-    """Token ids of prompts under the model's chat template, and the model's stop tokens."""
+    """Token ids of prompts under the model's chat template, the model's stop tokens, and the
+    template's control tokens (`data.chat.control_tokens`), which prompt text must not hold."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.fold_system = not template_shows_system(tokenizer)
         self.stop_ids = stop_token_ids(tokenizer)
+        self.control_tokens = control_tokens(tokenizer)
 
     def ids(self, messages: list[dict]) -> list[int]:
         if self.fold_system:
@@ -84,12 +87,14 @@ class PromptRenderer:
 
 
 def check_lengths(rows: list[PromptRow], renderer: PromptRenderer, limit: int, label: str) -> tuple[list[PromptRow], list[list[int]], Counter]:
-    """Drop (and log by row) prompts whose tokens leave no room for `max_new_tokens`."""
+    """The rows with their token ids, less (logged by row) the prompts whose tokens leave no room for
+    `max_new_tokens`; a prompt holding a control token of the template raises `DataError`."""
     kept, ids, skipped = [], [], Counter()
     for row in rows:
+        check_control_tokens(renderer.control_tokens, row.messages, f"{label}, row {row.row + 1}")
         prompt_ids = renderer.ids(row.messages)
         if len(prompt_ids) > limit:
-            logger.warning("%s, row %d: skipped: too long for the model (%d prompt tokens, at most %d)", label, row.row, len(prompt_ids), limit)
+            logger.warning("%s, row %d: skipped: too long for the model (%d prompt tokens, at most %d)", label, row.row + 1, len(prompt_ids), limit)
             skipped["too long for the model"] += 1
             continue
         kept.append(row)
