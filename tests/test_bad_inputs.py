@@ -21,8 +21,22 @@ def test_case_names_are_unique():
     assert sorted(name for name in names if names.count(name) > 1) == []
 
 
+@pytest.fixture(scope="module")
+def no_progress_bars():
+    """Progress bars (datasets' file reading, transformers' weight loading) are not messages; they
+    would sit on stderr before the error line."""
+    import datasets
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    logging.disable_progress_bar()
+    yield
+    datasets.enable_progress_bars()
+    logging.enable_progress_bar()
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
-def test_bad_input_gives_one_clear_line(case, tmp_path, monkeypatch, capsys):
+def test_bad_input_gives_one_clear_line(case, tmp_path, monkeypatch, capsys, no_progress_bars):
     for name, content in case.files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -86,5 +86,7 @@ def rows_case(name: str, expect: str, content: str | bytes, file: str = "pairs.j
 
 
 def prompts_case(name: str, expect: str, content: str | bytes, changes: dict | None = None, file: str = "prompts.jsonl") -> Case:
-    """`simpo pipeline` on a prompt file holding `content` (it must fail before generating)."""
-    return pipeline_case(name, expect, {"generate.prompts": file, **(changes or {})}, files={file: content})
+    """`simpo pipeline` on a prompt file holding `content` (it must fail before generating); the
+    held-out prompts stay the bundled ones (a single prompt file serves the train split only)."""
+    changes = {"generate.prompts": file, "evaluate.prompts": "{repo}/data/verifiable-prompts", **(changes or {})}
+    return pipeline_case(name, expect, changes, files={file: content})

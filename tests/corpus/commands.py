@@ -21,7 +21,7 @@ CASES = [
 CASES += [
     Case("eval-limit-zero", ("eval", "smollm2-135m-instruct", "--limit", "0"), "limit"),
     Case("eval-limit-word", ("eval", "smollm2-135m-instruct", "--limit", "all"), "limit"),
-    Case("eval-benchmark-unknown", ("eval", "smollm2-135m-instruct", "--benchmarks", "bbh"), "bbh"),
+    Case("eval-option-benchmark-unknown", ("eval", "smollm2-135m-instruct", "--benchmarks", "bbh"), "bbh"),
     Case("eval-dtype-unknown", ("eval", "smollm2-135m-instruct", "--dtype", "fp8"), "fp8"),
     Case("eval-data-unknown", ("eval", "smollm2-135m-instruct", "--data", "web"), "web"),
     Case("eval-judge-malformed", ("eval", "smollm2-135m-instruct", "--judge", "gpt-4"), "judge"),

@@ -146,7 +146,7 @@ def test_a_missing_reference_answer_fails_before_generation(tiny_model_dir, tmp_
     write_jsonl(prompts / "train.jsonl", rows)
     write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
     assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
-    assert "row 1: the numeric_answer reward needs a reference number in 'answer'" in capsys.readouterr().err
+    assert "row 2: the numeric_answer reward needs a reference number in 'answer'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nor a lock file or a record of the run
 
 

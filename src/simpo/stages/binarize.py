@@ -5,7 +5,7 @@ of equals). A prompt is dropped, and counted, when all its scores tie, when its 
 responses are the same text, or when the score gap is below `min_score_gap`. The output is the
 layout of `princeton-nlp/gemma2-ultrafeedback-armorm` (`prompt_id, prompt, all_generated_responses,
 all_rm_scores, chosen, rejected`, chosen/rejected as full conversations) as `train.jsonl` and
-`test.jsonl`, which `simpo train` reads directly.
+`test.jsonl` (not written when `test_size` holds out no pair), which `simpo train` reads directly.
 """
 
 from __future__ import annotations
@@ -69,11 +69,15 @@ def run_binarize(config: BinarizeConfig) -> str:
         order = list(range(len(pairs)))
         random.Random(config.seed).shuffle(order)
         test_count = int(config.test_size) if config.test_size >= 1 else round(config.test_size * len(pairs))
+        if test_count >= len(pairs):
+            raise RecipeError(f"binarize.test_size ({config.test_size:g}) holds out all {len(pairs)} pairs ({dict(dropped) or 'none'} "
+                              "dropped); lower it to leave pairs for training")
         test = sorted(order[:test_count])
         test_set = set(test)
         splits = {"train": [pairs[i] for i in range(len(pairs)) if i not in test_set], "test": [pairs[i] for i in test]}
         for split, split_rows in splits.items():
-            write_atomic(output / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in split_rows))
+            if split_rows:  # no test pairs: no test.jsonl, and training runs without evaluation
+                write_atomic(output / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in split_rows))
         mark_complete(output)
         logger.warning(
             "binarize: %d pairs (train %d, test %d) from %d prompts; dropped: %s", len(pairs), len(splits["train"]),

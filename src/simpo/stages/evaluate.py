@@ -15,7 +15,7 @@ from ..config.pipeline import EvaluateConfig
 from ..config.recipe import ModelConfig
 from ..errors import RecipeError
 from ..generation.backends import open_backend, sampling_dtype
-from ..generation.prompts import PromptRenderer, read_prompts
+from ..generation.prompts import PromptRenderer, check_lengths, read_prompts
 from ..models.loading import load_tokenizer
 from ..rewards.programmatic import check_references
 from ..rewards.scorer import Scorer
@@ -34,7 +34,7 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
     tokenizer = load_tokenizer(model_config)
     renderer = PromptRenderer(tokenizer)
     rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts)
-    prompt_ids = [renderer.ids(row.messages) for row in rows]
+    rows, prompt_ids, _ = check_lengths(rows, renderer, float("inf"), config.prompts)  # control tokens; no length limit
     records = [{"row": row.row, "prompt": row.prompt, **row.extra} for row in rows]
     check_references(rewards, records, f"{config.prompts} [{config.split}]")
     dtype = sampling_dtype(config.dtype or model_config.torch_dtype, "evaluate.dtype")

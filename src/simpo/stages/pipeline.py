@@ -18,6 +18,7 @@ from pathlib import Path
 from ..config.pipeline import Pipeline
 from ..data.sources import load_split
 from ..errors import RecipeError
+from ..generation.prompts import read_prompts
 from ..rewards.programmatic import check_references
 from ..rewards.reward_model import check_reward_model
 from .annotate import run_annotate
@@ -39,14 +40,26 @@ def _check_rewards(pipeline: Pipeline):
     def check_prompts(rows) -> None:
         records = [{"row": row.row, **row.extra} for row in rows]
         check_references(pipeline.annotate.rewards, records, pipeline.generate.prompts)
+        test_size = pipeline.binarize.test_size
+        if test_size >= 1 and test_size >= len(rows):
+            raise RecipeError(f"binarize.test_size ({test_size:g}) holds out all {len(rows)} usable prompts of "
+                              f"{pipeline.generate.prompts}; leave some for training")
+        _check_held_out(pipeline)
 
     return check_prompts
 
 
+def _check_held_out(pipeline: Pipeline) -> None:
+    """The held-out prompts have what the programmatic rewards score them against."""
+    evaluate = pipeline.evaluate
+    rows, _ = read_prompts(evaluate.prompts, evaluate.split, evaluate.max_prompts)
+    programmatic = [spec for spec in pipeline.annotate.rewards if spec["type"] != "reward_model"]
+    check_references(programmatic, [{"row": row.row, **row.extra} for row in rows], f"{evaluate.prompts} [{evaluate.split}]")
+
+
 def run_pipeline(pipeline: Pipeline) -> dict:
     """Every stage with RUN_DIR locked; its record in RUN_DIR/pipeline.json; the held-out results and this run's seconds."""
-    for section in (pipeline.generate, pipeline.annotate, pipeline.binarize, pipeline.evaluate, pipeline.eval):
-        section.validate()
+    pipeline.validate()
     check_prompts = _check_rewards(pipeline)
     evaluate = pipeline.evaluate
     if load_split(evaluate.prompts, evaluate.split) is None:  # fail now, not after generating and training

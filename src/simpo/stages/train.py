@@ -10,10 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from ..config.recipe import Recipe
+from ..config.recipe import Recipe, check_installed
 from ..data.chat import stop_token_ids
 from ..data.dataset import build_pair_datasets
 from ..data.encode import PairEncoder
+from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
 from ..training.curves import write_curves
 from ..training.run_info import write_run_info
@@ -46,11 +47,15 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
 
     start = time.perf_counter()
     args = recipe.training
+    check_installed(args)
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
     encoder = PairEncoder(tokenizer, args.max_length, args.max_prompt_length, args.truncation_mode)
     with args.main_process_first(desc="tokenizing the dataset"):
         train_set, test_set = build_pair_datasets(recipe.data, encoder, seed=args.seed)
+    if test_set is None and args.eval_strategy != "no":
+        raise RecipeError(f"eval_strategy needs a test split, and {list(recipe.data.dataset_mixer)} has none "
+                          f"among {recipe.data.dataset_splits}: add one, or set eval_strategy: no")
     model = load_model(recipe.model)
     # output_dir is written from here on (the trainer makes it), the recipe and data checked; one
     # process of a distributed run holds its lock.
