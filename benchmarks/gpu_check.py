@@ -148,7 +148,7 @@ def correctness(options) -> list[dict]:
                 try:
                     if layout == "shared" and not wrapped:
                         raise RuntimeError("shared-prompt rows need the per-sequence attention wrapper")
-                    sums, counts = response_logps(model, batch, chunk_size=chunk)
+                    sums, counts, _ = response_logps(model, batch, chunk_size=chunk)
                     row["counts_equal"] = bool(torch.equal(counts, ref_counts))
                     row["fp32_max_abs_A"] = (sums / counts - ref_mean).abs().max().item()
                     got = grads(model, (sums * weights).sum())
@@ -158,7 +158,7 @@ def correctness(options) -> list[dict]:
                                  and row["fp32_max_rel_grad"] <= 1e-5)
                     if layout == "shared":  # bf16 autocast against the full path under the same autocast
                         with torch.autocast(device(), dtype=torch.bfloat16):
-                            bsums, _ = response_logps(model, batch, chunk_size=chunk)
+                            bsums = response_logps(model, batch, chunk_size=chunk).sums
                         row["bf16_sums_dtype"] = str(bsums.dtype)
                         row["bf16_max_abs_A"] = (bsums / counts - bf_mean).abs().max().item()
                         bgot = grads(model, (bsums * weights).sum())

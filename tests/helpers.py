@@ -103,9 +103,10 @@ def pair_features(folder, count: int = 4, seed: int = 9):
     return tokenizer, feats
 
 
-def plain_average_logps(model, tokenizer, rows, side):
-    """A(y) for each row with plain transformers: full logits, response tokens found by rendering."""
-    values = []
+def plain_response_stats(model, tokenizer, rows, side) -> dict[str, torch.Tensor]:
+    """Per row with plain transformers (full logits, response tokens found by rendering): A(y) as
+    `average`, the response's token count as `tokens`, and its positions' mean logit as `mean_logit`."""
+    stats = {"average": [], "tokens": [], "mean_logit": []}
     for row in rows:
         prompt, answer = row[side][:-1], row[side][-1]
         prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
@@ -115,8 +116,15 @@ def plain_average_logps(model, tokenizer, rows, side):
         with torch.no_grad():
             logits = model(ids).logits[0].double()
         token_logps = torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
-        values.append(token_logps[prompt_len - 1 :].mean().item())
-    return torch.tensor(values, dtype=torch.float64)
+        stats["average"].append(token_logps[prompt_len - 1 :].mean().item())
+        stats["tokens"].append(len(token_logps) - prompt_len + 1)
+        stats["mean_logit"].append(logits[prompt_len - 1 : -1].mean().item())
+    return {key: torch.tensor(values, dtype=torch.float64) for key, values in stats.items()}
+
+
+def plain_average_logps(model, tokenizer, rows, side):
+    """A(y) for each row with plain transformers."""
+    return plain_response_stats(model, tokenizer, rows, side)["average"]
 
 
 # Only turns a hang into a failure: the tests wait for events (a file, an exit), never for a time.

@@ -16,7 +16,8 @@ from simpo.ops.logprobs import response_logps
 
 def full_logits_logps(model, feats):
     """Independent path: each sequence padded on its own row, every position's logits, and the
-    response tokens read off the features: position P+j-1 predicts response token j."""
+    response tokens read off the features: position P+j-1 predicts response token j. Per sequence:
+    the log-prob sums, the token counts, and the sums of the mean logit over the vocabulary."""
     sequences = [(f["prompt_ids"], f[side]) for side in ("chosen_ids", "rejected_ids") for f in feats]
     width = max(len(p) + len(r) for p, r in sequences)
     input_ids = torch.zeros(len(sequences), width, dtype=torch.long)
@@ -24,12 +25,15 @@ def full_logits_logps(model, feats):
     for row, (prompt, response) in enumerate(sequences):
         input_ids[row, : len(prompt) + len(response)] = torch.tensor(prompt + response)
         attention_mask[row, : len(prompt) + len(response)] = 1
-    logps = torch.log_softmax(model(input_ids=input_ids, attention_mask=attention_mask).logits.float(), -1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+    logps = torch.log_softmax(logits, -1)
     sums = torch.stack([
         sum(logps[row, len(prompt) + j - 1, token] for j, token in enumerate(response))
         for row, (prompt, response) in enumerate(sequences)
     ])
-    return sums, torch.tensor([len(response) for _, response in sequences])
+    logit_sums = torch.stack([logits[row, len(prompt) - 1 : len(prompt) + len(response) - 1].mean(-1).sum().detach()
+                              for row, (prompt, response) in enumerate(sequences)])
+    return sums, torch.tensor([len(response) for _, response in sequences]), logit_sums
 
 
 def grads(model, value):
@@ -52,7 +56,7 @@ def test_chunked_and_packed_equal_full_logits(kind, untie, layout, tiny_model_di
     model = load_causal_lm(folder, untie)
     if kind == "gemma2":
         assert model.config.final_logit_softcapping == 30.0
-    reference_sums, reference_counts = full_logits_logps(model, feats)
+    reference_sums, reference_counts, reference_logits = full_logits_logps(model, feats)
     reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
 
     batch = PairCollator(tokenizer.pad_token_id, *LAYOUTS[layout])(feats)
@@ -66,8 +70,9 @@ def test_chunked_and_packed_equal_full_logits(kind, untie, layout, tiny_model_di
         tokens = sum(len(f["prompt_ids"]) * (1 if layout == "shared" else 2) + len(f["chosen_ids"]) + len(f["rejected_ids"]) for f in feats)
         assert batch["input_ids"].shape == (1, tokens)
     for chunk_size in (0, 5, 64):
-        sums, counts = response_logps(model, batch, chunk_size=chunk_size)
+        sums, counts, logit_sums = response_logps(model, batch, chunk_size=chunk_size)
         assert torch.equal(counts, reference_counts)
+        assert torch.allclose(logit_sums / counts, reference_logits / counts, atol=1e-5, rtol=0), chunk_size
         # A(y) = sum / count, what the loss uses (the sums themselves are ~200 in magnitude).
         assert torch.allclose(sums / counts, reference_sums / reference_counts, atol=1e-5, rtol=0), chunk_size
         got = grads(model, (sums * WEIGHTS).sum())
@@ -89,10 +94,11 @@ def test_frozen_and_wrapped_heads_equal_full_logits(head, tiny_model_dir):
     else:
         model.lm_head = torch.nn.Sequential(model.lm_head)
     batch = PairCollator(tokenizer.pad_token_id)(feats)
-    reference_sums, _ = full_logits_logps(model, feats)
+    reference_sums, _, reference_logits = full_logits_logps(model, feats)
     reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
-    sums, counts = response_logps(model, batch, chunk_size=5)
+    sums, counts, logit_sums = response_logps(model, batch, chunk_size=5)
     assert torch.allclose(sums / counts, reference_sums / counts, atol=1e-5, rtol=0)
+    assert torch.allclose(logit_sums / counts, reference_logits / counts, atol=1e-5, rtol=0)
     got = grads(model, (sums * WEIGHTS).sum())
     assert got.keys() == reference_grads.keys()
     assert not any(name.startswith("lm_head") for name in got) if head == "frozen" else "lm_head.0.weight" in got
@@ -110,10 +116,10 @@ def test_chunked_head_under_bf16_autocast(kind, tiny_model_dir):
     batch = PairCollator(tokenizer.pad_token_id, padding_free=True, share_prompt=True)(feats)
     use_per_sequence_attention(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        reference_sums, counts = full_logits_logps(model, feats)
+        reference_sums, counts, _ = full_logits_logps(model, feats)
     reference_grads = grads(model, (reference_sums * WEIGHTS).sum())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        sums, _ = response_logps(model, batch, chunk_size=16)
+        sums = response_logps(model, batch, chunk_size=16).sums
     assert sums.dtype == torch.float32
     assert torch.allclose(sums / counts, reference_sums / counts, atol=2e-2, rtol=0)
     got = grads(model, (sums * WEIGHTS).sum())
@@ -137,12 +143,12 @@ def test_concatenated_forward_equals_separate_and_plain(kind, tiny_model_dir):
     features = encode_rows(tokenizer, rows)
     collate = PairCollator(tokenizer.pad_token_id)
     with torch.no_grad():
-        sums, counts = response_logps(model, collate(features))
+        sums, counts, _ = response_logps(model, collate(features))
         together = sums / counts
         apart = []
         for side in ("chosen_ids", "rejected_ids"):
             batch = collate([{"prompt_ids": f["prompt_ids"], "chosen_ids": f[side], "rejected_ids": f[side]} for f in features])
-            side_sums, side_counts = response_logps(model, batch)
+            side_sums, side_counts, _ = response_logps(model, batch)
             apart.append((side_sums / side_counts)[: len(features)])
     assert torch.allclose(together, torch.cat(apart), atol=1e-5, rtol=0)
     plain = torch.cat([plain_average_logps(model, tokenizer, rows, side) for side in ("chosen", "rejected")])

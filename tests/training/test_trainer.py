@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import plain_average_logps, train_tiny, write_jsonl
+from helpers import plain_response_stats, train_tiny, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from simpo.config.recipe import build_recipe
@@ -62,7 +62,7 @@ def test_bf16_training_runs_the_chunked_head_under_autocast_too(smollm2_dir, tmp
     means = {}
     for autocast in (True, False):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            sums, counts = response_logps(model, batch, chunk_size=16)
+            sums, counts, _ = response_logps(model, batch, chunk_size=16)
         means[autocast] = sums / counts  # chosen, rejected
     # bf16 is told apart from fp32 here (by 2e-3 and 1e-2; with the head in fp32 the trainer logged
     # a chosen log-prob 8e-4 away from the bf16 one).
@@ -78,7 +78,7 @@ def test_real_smollm2_logged_logps_match_plain_transformers(smollm2_dir, tmp_pat
         "model_name_or_path": "smollm2-135m-instruct", "dataset_mixer": {str(data): 1.0},
         "output_dir": str(tmp_path / "out"), "max_length": 256, "max_prompt_length": 128,
         "per_device_train_batch_size": 4, "max_steps": 2, "learning_rate": 1e-5, "logging_steps": 1,
-        "save_strategy": "no", "report_to": "none", "disable_tqdm": True,
+        "save_strategy": "no", "report_to": "none", "disable_tqdm": True, "sft_weight": 0.5,
     })
     from simpo.stages.train import run_training
 
@@ -87,11 +87,17 @@ def test_real_smollm2_logged_logps_match_plain_transformers(smollm2_dir, tmp_pat
     first = state["log_history"][0]  # step 1: the initial weights on all four pairs
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
-    chosen = plain_average_logps(model, tokenizer, rows, "chosen")
-    rejected = plain_average_logps(model, tokenizer, rows, "rejected")
+    plain = {side: plain_response_stats(model, tokenizer, rows, side) for side in ("chosen", "rejected")}
+    chosen, rejected = plain["chosen"]["average"], plain["rejected"]["average"]
     assert first["logps/chosen"] == pytest.approx(chosen.mean().item(), abs=1e-4)
     assert first["logps/rejected"] == pytest.approx(rejected.mean().item(), abs=1e-4)
+    assert first["logits/chosen"] == pytest.approx(plain["chosen"]["mean_logit"].mean().item(), abs=1e-4)
+    assert first["logits/rejected"] == pytest.approx(plain["rejected"]["mean_logit"].mean().item(), abs=1e-4)
     assert first["rewards/accuracies"] == pytest.approx((chosen > rejected).double().mean().item())
     margin = 2.0 * (chosen - rejected - 0.25)  # default beta 2.0, gamma_beta_ratio 0.25
-    expected_loss = -torch.nn.functional.logsigmoid(margin).mean().item()
+    # The official SFT term: the token-mean NLL over every chosen token of the batch, weighted 0.5.
+    tokens = plain["chosen"]["tokens"]
+    sft_loss = -(chosen * tokens).sum().item() / tokens.sum().item()
+    assert first["sft_loss"] == pytest.approx(sft_loss, abs=1e-4)
+    expected_loss = -torch.nn.functional.logsigmoid(margin).mean().item() + 0.5 * sft_loss
     assert first["loss"] == pytest.approx(expected_loss, abs=1e-4)

@@ -11,9 +11,16 @@ boolean mask).
 
 Batches come in any layout of `data.collate` (padded, packed, shared prompt); each names the
 positions to score (`logit_index`, flat over rows x width), their targets and their sequences.
+
+Beside the log-probs, each sequence's sum over its response positions of the mean logit (over the
+vocabulary, after the soft-cap) is returned, for the official trainer's `logits/chosen|rejected`
+metrics; it comes from the logits each chunk computes anyway (without a soft-cap, from one
+matrix-vector product), never from a [tokens, vocab] tensor of its own.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -21,9 +28,20 @@ from torch.utils.checkpoint import checkpoint
 from .blocked_attention import compute_dtype
 
 
+class ResponseLogps(NamedTuple):
+    """Per sequence: the sum of its response tokens' log-probs, their count, and the sum over them of
+    the mean logit (over the vocabulary)."""
+
+    sums: torch.Tensor
+    counts: torch.Tensor
+    logit_sums: torch.Tensor
+
+
 def _chunk_logps(head, softcap: float | None, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = _softcap(head(hidden), softcap)[0]
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    """Each token's log-prob, and its mean logit (not differentiated) stacked as a second column."""
+    logits = _softcap(head(hidden), softcap)[0].float()
+    logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return torch.stack([logps, logits.detach().mean(-1)], dim=-1)
 
 
 class _LinearHeadLogps(torch.autograd.Function):
@@ -36,6 +54,8 @@ class _LinearHeadLogps(torch.autograd.Function):
     1 - tanh^2, and writes that block's rows of the weight gradient in one matmul over all tokens:
     nothing of the weight's size is summed or converted more than once. Matmuls run in the autocast
     dtype when autocast is on (the weight cast once per pass), the softmax in fp32.
+
+    A second output, not differentiated, holds each token's mean logit.
     """
 
     @staticmethod
@@ -45,17 +65,22 @@ class _LinearHeadLogps(torch.autograd.Function):
         ctx.hidden_dtype, ctx.weight_dtype, ctx.softcap, ctx.chunk_size = hidden.dtype, weight.dtype, softcap, chunk_size
         hidden = hidden.to(dtype)
         logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        normalizers = torch.empty_like(logps)
+        normalizers, mean_logits = torch.empty_like(logps), torch.empty_like(logps)
+        # Without a cap, sum_v (h . w_v) = h . (sum_v w_v): one matrix-vector product.
+        mean_weight = None if softcap else cast.float().mean(0)
         for start in range(0, hidden.shape[0], chunk_size):
-            logits = _capped_logits(hidden[start : start + chunk_size], cast, softcap)[0]
-            picked = targets[start : start + chunk_size].unsqueeze(-1)
-            logps[start : start + chunk_size] = torch.log_softmax(logits, dim=-1).gather(-1, picked).squeeze(-1)
-            normalizers[start : start + chunk_size] = logits.gather(-1, picked).squeeze(-1) - logps[start : start + chunk_size]
+            part = slice(start, start + chunk_size)
+            logits = _capped_logits(hidden[part], cast, softcap)[0]
+            picked = targets[part].unsqueeze(-1)
+            logps[part] = torch.log_softmax(logits, dim=-1).gather(-1, picked).squeeze(-1)
+            normalizers[part] = logits.gather(-1, picked).squeeze(-1) - logps[part]
+            mean_logits[part] = logits.mean(-1) if mean_weight is None else hidden[part].float() @ mean_weight
         ctx.save_for_backward(hidden, cast, targets, normalizers)
-        return logps
+        ctx.mark_non_differentiable(mean_logits)
+        return logps, mean_logits
 
     @staticmethod
-    def backward(ctx, grad_logps):
+    def backward(ctx, grad_logps, _grad_mean_logits):
         hidden, cast, targets, normalizers = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         tokens, vocab = hidden.shape[0], cast.shape[0]
@@ -99,8 +124,9 @@ def _plain_linear(head) -> bool:
             and not hasattr(head.weight, "ds_id"))
 
 
-def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, base_model=None):
-    """Per sequence: the sum of log pi(y_t | ...) over its response tokens, and their count.
+def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, base_model=None) -> ResponseLogps:
+    """Per sequence: the sum of log pi(y_t | ...) over its response tokens, their count, and the sum
+    of their mean logits.
 
     `model` is called for the forward (it may be wrapped by DDP/DeepSpeed); `base_model`, the
     unwrapped model, supplies the output head and the soft-cap when chunking.
@@ -116,17 +142,21 @@ def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, b
         head = base_model.get_output_embeddings()
         softcap = getattr(base_model.config, "final_logit_softcapping", None)
         if _plain_linear(head):
-            token_logps = _LinearHeadLogps.apply(hidden, head.weight, targets, softcap, chunk_size)
+            token_logps, mean_logits = _LinearHeadLogps.apply(hidden, head.weight, targets, softcap, chunk_size)
         else:  # another head module (a LoRA-wrapped or sharded head): autograd through the module
-            token_logps = torch.cat([
+            token_logps, mean_logits = torch.cat([
                 checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], targets[i : i + chunk_size], use_reentrant=False)
                 for i in range(0, hidden.shape[0], chunk_size)
-            ])
+            ]).unbind(-1)
     else:
         keep[index] = True
         logits = model(**inputs, logits_to_keep=keep.view(rows, width), use_cache=False).logits  # [kept positions, vocab]
         rank = keep.cumsum(0) - 1  # a kept position's row in `logits` (a shared prompt's last token is scored twice)
         token_logps = torch.log_softmax(logits.float(), dim=-1)[rank[index], targets]
+        mean_logits = logits.detach().float().mean(-1)[rank[index]]
     count = int(sequence.max()) + 1
-    sums = torch.zeros(count, dtype=token_logps.dtype, device=token_logps.device).index_add(0, sequence, token_logps)
-    return sums, torch.bincount(sequence, minlength=count)
+
+    def per_sequence(values):
+        return torch.zeros(count, dtype=values.dtype, device=values.device).index_add(0, sequence, values)
+
+    return ResponseLogps(per_sequence(token_logps), torch.bincount(sequence, minlength=count), per_sequence(mean_logits))

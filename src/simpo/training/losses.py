@@ -153,8 +153,11 @@ def _simpo_terms(args, p: PairLogps) -> Terms:
     terms = Terms(simpo_loss(a_w, a_l, args.beta, args.gamma_beta_ratio, args.loss_type, args.label_smoothing or 0.0),
                   args.beta * a_w, args.beta * a_l, a_w, a_l)
     if args.sft_weight:
-        # The official SimPO trainer's SFT term: token-mean NLL over all chosen tokens of the batch.
-        terms.batch_term = args.sft_weight * (-p.chosen.sum() / p.chosen_tokens.sum())
+        # The official SimPO trainer's SFT term: token-mean NLL over all chosen tokens of the batch,
+        # logged as `sft_loss` (each pair carries its batch's value, so averaging stays per pair).
+        sft_loss = -p.chosen.sum() / p.chosen_tokens.sum()
+        terms.batch_term = args.sft_weight * sft_loss
+        terms.extra["sft_loss"] = sft_loss.detach().expand(a_w.shape[0])
     return terms
 
 
@@ -234,7 +237,7 @@ def preference_loss(args, logps: PairLogps) -> tuple[torch.Tensor, dict[str, tor
     """The batch loss of `args.loss_type` with its hyperparameters from `args`, and per-pair metrics:
     `rewards/chosen|rejected` (the method's implicit reward), `rewards/accuracies` (chosen reward >
     rejected), `rewards/margins`, `logps/chosen|rejected` (the log-probs the loss reads: A or logp),
-    and the method's own extras (`nll_loss`, ORPO's log-odds)."""
+    and the method's own extras (`nll_loss`, ORPO's log-odds, SimPO's `sft_loss` with an SFT weight)."""
     loss = LOSSES.get(args.loss_type)
     if loss is None:
         raise ValueError(f"unknown loss_type {args.loss_type!r}")

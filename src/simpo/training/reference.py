@@ -88,7 +88,7 @@ def compute_reference_logps(model, dataset, collator, batch_size: int, chunk_siz
             features = [dict(zip(columns, values)) for values in zip(*columns.values())]
             batch = {key: value.to(device) for key, value in collator(features).items()}
             with autocast():
-                sums, _ = response_logps(model, batch, chunk_size)
+                sums = response_logps(model, batch, chunk_size).sums
             chosen.append(sums[: len(features)].float().cpu())
             rejected.append(sums[len(features) :].float().cpu())
     finally:

@@ -2,7 +2,8 @@
 
 One forward pass per micro-batch covers the chosen and the rejected responses together (the
 collator stacks them); `losses.preference_loss` turns the per-sequence log-probs into the loss of
-`args.loss_type` and its metrics (`rewards/*` with the method's own implicit reward, `logps/*`),
+`args.loss_type` and its metrics (`rewards/*` with the method's own implicit reward, `logps/*`,
+`logits/*`),
 averaged over every pair on every process and prefixed with `eval_` under evaluation.
 
 Losses with a reference model (dpo, ipo, kto_pair, rdpo) get the reference log-probs either
@@ -96,14 +97,18 @@ class SimPOTrainer(Trainer):
     def pair_loss(self, model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The batch's mean loss, and per-pair metric values."""
         chunk = self.args.logps_chunk_size
-        sums, counts = response_logps(model, inputs, chunk, self.accelerator.unwrap_model(model))
+        scores = response_logps(model, inputs, chunk, self.accelerator.unwrap_model(model))
         ref_sums = inputs.get("ref_logps")
         if self.args.needs_reference and ref_sums is None:
             if self.ref_model is None:
                 raise ValueError(f"loss_type {self.args.loss_type!r}: the batch has no reference log-probs and there is no reference model")
             with torch.no_grad():
-                ref_sums, _ = response_logps(self.ref_model, inputs, chunk, self.accelerator.unwrap_model(self.ref_model))
-        return preference_loss(self.args, PairLogps.split(sums, counts, ref_sums))
+                ref_sums = response_logps(self.ref_model, inputs, chunk, self.accelerator.unwrap_model(self.ref_model)).sums
+        loss, metrics = preference_loss(self.args, PairLogps.split(scores.sums, scores.counts, ref_sums))
+        # The official trainers' `logits/chosen|rejected`, here the mean logit over each response's positions.
+        mean_logits = scores.logit_sums / scores.counts
+        pairs = mean_logits.shape[0] // 2
+        return loss, {**metrics, "logits/chosen": mean_logits[:pairs], "logits/rejected": mean_logits[pairs:]}
 
     def compute_loss_context_manager(self):
         # Accelerate puts mixed precision's autocast on the model's forward alone, and the chunked
