@@ -51,36 +51,40 @@ def run_binarize(config: BinarizeConfig) -> str:
     config.validate()
     output = Path(config.output)
     rows = read_stage(config.input)
+    splits, dropped = split_pairs(rows, config)  # quick; every error before anything is written
     with folder_lock(output):  # written from here on, its input read
         claim(output, {"stage": "binarize", "input": fingerprint(rows), "test_size": config.test_size,
                        "min_score_gap": config.min_score_gap, "seed": config.seed})
         if is_complete(output):
             return config.output
-        # Binarizing is quick: an interrupted run simply rebuilds both files from the scores.
-        pairs, dropped = [], Counter()
-        for row in rows:
-            pair = binarize_row(row, config.min_score_gap)
-            if isinstance(pair, str):
-                dropped[pair] += 1
-            else:
-                pairs.append(pair)
-        if not pairs:
-            raise RecipeError(f"binarize: no prompt of {config.input} has responses that differ in score ({dict(dropped)})")
-        order = list(range(len(pairs)))
-        random.Random(config.seed).shuffle(order)
-        test_count = int(config.test_size) if config.test_size >= 1 else round(config.test_size * len(pairs))
-        if test_count >= len(pairs):
-            raise RecipeError(f"binarize.test_size ({config.test_size:g}) holds out all {len(pairs)} pairs ({dict(dropped) or 'none'} "
-                              "dropped); lower it to leave pairs for training")
-        test = sorted(order[:test_count])
-        test_set = set(test)
-        splits = {"train": [pairs[i] for i in range(len(pairs)) if i not in test_set], "test": [pairs[i] for i in test]}
         for split, split_rows in splits.items():
             if split_rows:  # no test pairs: no test.jsonl, and training runs without evaluation
                 write_atomic(output / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in split_rows))
         mark_complete(output)
         logger.warning(
-            "binarize: %d pairs (train %d, test %d) from %d prompts; dropped: %s", len(pairs), len(splits["train"]),
-            len(splits["test"]), len(rows), ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none",
+            "binarize: %d pairs (train %d, test %d) from %d prompts; dropped: %s", len(splits["train"]) + len(splits["test"]),
+            len(splits["train"]), len(splits["test"]), len(rows), ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none",
         )
     return config.output
+
+
+def split_pairs(rows: list[dict], config: BinarizeConfig) -> tuple[dict[str, list[dict]], Counter]:
+    """The pairs of the scored rows as {"train": [...], "test": [...]} (a seeded split, each in input
+    order), and the count of each reason a prompt was dropped."""
+    pairs, dropped = [], Counter()
+    for row in rows:
+        pair = binarize_row(row, config.min_score_gap)
+        if isinstance(pair, str):
+            dropped[pair] += 1
+        else:
+            pairs.append(pair)
+    if not pairs:
+        raise RecipeError(f"binarize: no prompt of {config.input} has responses that differ in score ({dict(dropped)})")
+    order = list(range(len(pairs)))
+    random.Random(config.seed).shuffle(order)
+    test_count = int(config.test_size) if config.test_size >= 1 else round(config.test_size * len(pairs))
+    if test_count >= len(pairs):
+        raise RecipeError(f"binarize.test_size ({config.test_size:g}) holds out all {len(pairs)} pairs ({dict(dropped) or 'none'} "
+                          "dropped); lower it to leave pairs for training")
+    test = set(order[:test_count])
+    return {"train": [pair for i, pair in enumerate(pairs) if i not in test], "test": [pair for i, pair in enumerate(pairs) if i in test]}, dropped
