@@ -22,6 +22,8 @@ COMMANDS = {  # verb: (usage, what it does)
     "card": ("simpo card RUN_DIR [--eval FOLDER] [--output PATH]", "the trained model's README.md: a model card with its evaluation table"),
     "chat": ("simpo chat MODEL [--prompt TEXT] [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--dtype D]",
              "talk to a model in the terminal, with its chat template and stop tokens"),
+    "inspect": ("simpo inspect RECIPE.yaml [--split train] [--rows N] [--json] [--key value ...]",
+                "the first training rows as the trainer scores them: prompt and scored response tokens"),
     "prepare-model": ("simpo prepare-model [ALIAS]", "convert a bundled model into the cache once"),
 }
 
@@ -45,6 +47,7 @@ def command_help(name: str) -> str:
     from .config.recipe import OWN_TRAINING_KEYS, DataConfig, ModelConfig, SimPOConfig
     from .stages.card import OPTION_ROWS as CARD_OPTIONS
     from .stages.chat import OPTION_ROWS as CHAT_OPTIONS
+    from .stages.inspect import OPTION_ROWS as INSPECT_OPTIONS
 
     synopsis, what = COMMANDS[name]
     if name == "eval":
@@ -67,6 +70,7 @@ def command_help(name: str) -> str:
                     + [("training: every key of `simpo train --help`", [])],
         "card": [("card", CARD_OPTIONS)],
         "chat": [("chat", CHAT_OPTIONS)],
+        "inspect": [("inspect", INSPECT_OPTIONS)],
         "prepare-model": [],
     }[name]
     for title, rows in sections:
@@ -152,6 +156,12 @@ def _chat(tokens: list[str]) -> None:
     run_chat(tokens)
 
 
+def _inspect(tokens: list[str]) -> None:
+    from .stages.inspect import inspect_rows
+
+    print(inspect_rows(tokens))
+
+
 def _prepare_model(tokens: list[str]) -> None:
     from .models.bundled import BUNDLED, bundled_model_dir
 
@@ -167,6 +177,7 @@ STAGES = {
     "eval": _eval,
     "card": _card,
     "chat": _chat,
+    "inspect": _inspect,
     "prepare-model": _prepare_model,
 }
 

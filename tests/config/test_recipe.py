@@ -32,6 +32,7 @@ def test_official_recipes_load_with_published_hyperparameters(name, beta, ratio,
     assert args.activation_checkpointing is True
     expected_lengths = (1024, 512) if name == "mistral-7b-base-simpo" else (2048, 1800)
     assert (args.max_length, args.max_prompt_length) == expected_lengths
+    assert args.tokenization == "official"
 
 
 @pytest.mark.parametrize("name,lr", [("llama-3-8b-instruct-dpo", 7e-7), ("mistral-7b-instruct-dpo", 5e-7), ("gemma-2-9b-it-dpo", 5e-7)])
@@ -40,6 +41,14 @@ def test_official_dpo_baselines_load(name, lr):
     assert (args.loss_type, args.beta, args.learning_rate) == ("dpo", 0.01, lr)
     assert args.precompute_ref_logps is True and args.needs_reference
     assert args.gamma_beta_ratio is None and args.tau is None  # SimPO's and IPO's keys do not apply
+    assert args.tokenization == "official"
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m-simpo", "smollm2-135m-pipeline"])
+def test_cpu_recipes_keep_the_template_rule(name):
+    from simpo.config.recipe import read_recipe_file
+
+    assert "tokenization" not in read_recipe_file(REPO / "recipes" / f"{name}.yaml")
 
 
 @pytest.mark.parametrize("loss_type,defaults", [

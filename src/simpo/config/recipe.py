@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
+from ..data.encode import TOKENIZATIONS
 from ..errors import RecipeError
 from ..models.bundled import BUNDLED
 from ..models.precision import DTYPES, resolve_bf16
@@ -73,6 +74,7 @@ class SimPOConfig(TrainingArguments):
     max_length: int = recipe_key(1024, "Token limit of prompt + response")
     max_prompt_length: int = recipe_key(512, "Token limit of an over-long prompt after truncation (below max_length)")
     truncation_mode: str = recipe_key("keep_end", "Which part of an over-long prompt to keep: keep_end or keep_start")
+    tokenization: str = recipe_key("template", "Which tokens a response is: template (what the chat template renders after the prompt) or official (the official SimPO trainer's sequences, for its recipes)")
     disable_dropout: bool = recipe_key(True, "Set every dropout to 0, as the official trainer does")
     padding_free: bool = recipe_key(True, "Pack a micro-batch's chosen and rejected sequences into one row without padding (exact)")
     share_prompt: bool = recipe_key(True, "In a packed row, each pair's prompt once for both responses (eager and SDPA attention; exact)")
@@ -282,6 +284,8 @@ def _check_simpo_values(values: dict[str, Any]) -> None:
     mode = values.get("truncation_mode", "keep_end")
     if mode not in TRUNCATION_MODES:
         raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
+    if values.get("tokenization", "template") not in TOKENIZATIONS:
+        raise RecipeError(f"tokenization must be one of {', '.join(TOKENIZATIONS)}, got {values['tokenization']!r}")
     max_length, max_prompt_length = values.get("max_length", 1024), values.get("max_prompt_length", 512)
     if max_prompt_length >= max_length:
         raise RecipeError(
@@ -332,8 +336,8 @@ def _check_model_name(key: str, name: str) -> None:
     if name in BUNDLED:
         return
     if path.is_dir():
-        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-            raise RecipeError(f"{key}: the folder {name} holds no config.json, so it is not a saved model")
+        if not any((path / file).is_file() for file in ("config.json", "adapter_config.json", "tokenizer_config.json")):
+            raise RecipeError(f"{key}: the folder {name} holds no config.json (nor tokenizer files), so it is not a saved model")
         return
     if name.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.fullmatch(name):
         raise RecipeError(f"{key}: {name} is neither a model folder nor a hub name (owner/name); "

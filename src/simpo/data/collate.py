@@ -11,7 +11,9 @@ Three layouts, equal in result:
   the per-sequence attention gives the second response the prompt's keys and values and nothing of
   the first response. A pair's prompt goes through the model once instead of twice.
 
-Every layout says which log-probs to take, in the same terms: `logit_index`, the flat position
+A response's first `chosen_unscored` / `rejected_unscored` tokens (when a pair carries them; see
+`data.encode`) are prompt: read by the model, not scored. Every layout says which log-probs to take,
+in the same terms: `logit_index`, the flat position
 (row * width + column) whose hidden state predicts a response token; `target_ids`, that token; and
 `target_sequence`, its sequence (0..B-1 chosen, B..2B-1 rejected). The last prompt token predicts
 the first token of both responses. Response tokens are chosen by position, never by token id: with
@@ -38,13 +40,14 @@ class PairCollator:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         pairs = [(list(f["prompt_ids"]), list(f["chosen_ids"]), list(f["rejected_ids"])) for f in features]
         sequences = [(pair[0], pair[side]) for side in (1, 2) for pair in pairs]  # (prompt, response), chosen then rejected
+        unscored = [f.get(f"{side}_unscored", 0) for side in ("chosen", "rejected") for f in features]
         if self.padding_free and self.share_prompt:
             batch, positions = self._shared(pairs)
         elif self.padding_free:
             batch, positions = self._packed([prompt + response for prompt, response in sequences])
         else:
             batch, positions = self._padded([prompt + response for prompt, response in sequences])
-        batch.update(_targets(sequences, positions))
+        batch.update(_targets(sequences, unscored, positions))
         if REF_COLUMNS[0] in features[0]:
             batch["ref_logps"] = torch.tensor([feature[column] for column in REF_COLUMNS for feature in features], dtype=torch.float32)
         return batch
@@ -90,11 +93,12 @@ class PairCollator:
         return batch, chosen + rejected
 
 
-def _targets(sequences: list[tuple[list[int], list[int]]], positions: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """For each response token: the flat position that predicts it (its predecessor's), and its sequence."""
+def _targets(sequences: list[tuple[list[int], list[int]]], unscored: list[int], positions: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """For each scored token (a response's, past its `unscored` leading tokens): the flat position that
+    predicts it (its predecessor's), and its sequence."""
     index, targets, owner = [], [], []
-    for number, ((prompt, response), where) in enumerate(zip(sequences, positions)):
-        first = max(len(prompt), 1)  # a token with no predecessor has no log-prob
+    for number, ((prompt, response), skip, where) in enumerate(zip(sequences, unscored, positions)):
+        first = max(len(prompt) + skip, 1)  # a token with no predecessor has no log-prob
         if first >= len(prompt) + len(response):
             raise ValueError(f"sequence {number} of the batch has no response token to score (prompt {len(prompt)}, response {len(response)} tokens)")
         index.append(where[first - 1 : -1])

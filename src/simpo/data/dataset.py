@@ -19,9 +19,9 @@ logger = logging.getLogger("simpo")
 def _features():
     from datasets import Features, List, Value
 
-    ids = List(Value("int32"))
-    flags = {"prompt_truncated": Value("bool"), "response_truncated": Value("bool"), "length": Value("int32"), "drop": Value("string")}
-    return Features({"prompt_ids": ids, "chosen_ids": ids, "rejected_ids": ids, **flags})
+    ids, count = List(Value("int32")), Value("int32")
+    flags = {"prompt_truncated": Value("bool"), "response_truncated": Value("bool"), "length": count, "drop": Value("string")}
+    return Features({"prompt_ids": ids, "chosen_ids": ids, "rejected_ids": ids, "chosen_unscored": count, "rejected_unscored": count, **flags})
 
 
 def _encode_source(label: str, rows, row_numbers, encoder: PairEncoder, num_proc: int | None):
@@ -29,7 +29,7 @@ def _encode_source(label: str, rows, row_numbers, encoder: PairEncoder, num_proc
         where = f"{label}, row {row_numbers[index] + 1}"  # counted from 1: line N of a JSON Lines file
         pair = read_pair(row, where)
         if not isinstance(pair, Pair):
-            empty = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "length": 0}
+            empty = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "chosen_unscored": 0, "rejected_unscored": 0, "length": 0}
             return {**empty, "prompt_truncated": False, "response_truncated": False, "drop": pair}
         return {**encoder.encode(pair, where), "drop": ""}
 
@@ -59,8 +59,8 @@ def build_pair_datasets(config: DataConfig, encoder: PairEncoder, seed: int = 42
             label, rows = loaded
             row_numbers = np.arange(len(rows))
             if role == "train" and fraction < 1:
-                # The official mixer takes a random fraction of each training source (seed 42).
-                row_numbers = np.random.default_rng(seed).permutation(len(rows))[: int(fraction * len(rows))]
+                # The official mixer (alignment-handbook's) takes the first rows of each training source.
+                row_numbers = row_numbers[: int(fraction * len(rows))]
                 rows = rows.select(row_numbers)
             parts[role].append(_encode_source(label, rows, row_numbers, encoder, config.preprocessing_num_workers))
     if not parts["train"]:

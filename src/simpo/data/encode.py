@@ -1,4 +1,6 @@
-"""Token ids of a preference pair: the rendered prompt, then each response, then truncation.
+"""Token ids of a preference pair: the rendered prompt, then each response, then truncation, under
+one of two rules (`tokenization`): `official`, the official trainer's sequences (`data.official`),
+or `template` (the default), described here.
 
 The response tokens are everything the chat template renders after the prompt (with
 `add_generation_prompt=True`) for the whole conversation: the answer and the template's own
@@ -7,6 +9,10 @@ is an error, since it would be tokenized as that token. Whole texts are tokenize
 own BOS), and the prompt is the longest common token prefix of the prompt and both conversations,
 so `prompt_ids + response_ids` is always the tokenization of the whole conversation, also when a
 token merges across the prompt/response boundary.
+
+A pair is laid out as `prompt_ids` (shared by both sequences) and per side `chosen_ids` /
+`rejected_ids`, whose first `chosen_unscored` / `rejected_unscored` tokens are prompt (always 0
+under `template`; under `official` the rest of a side's own prompt where the two differ).
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from dataclasses import dataclass
 
 from ..errors import DataError
 from .chat import check_control_tokens, control_tokens, fold_system, render, template_shows_system
+from .official import official_ids
 from .rows import Pair
+
+TOKENIZATIONS = ("template", "official")
 
 
 def _common_prefix(*sequences: list[int]) -> int:
@@ -32,6 +41,7 @@ class PairEncoder:
     max_length: int
     max_prompt_length: int
     truncation_mode: str = "keep_end"
+    tokenization: str = "template"
 
     def __post_init__(self):
         self.fold_system = not template_shows_system(self.tokenizer)
@@ -42,6 +52,10 @@ class PairEncoder:
 
     def encode(self, pair: Pair, where: str) -> dict:
         check_control_tokens(self.control_tokens, [*pair.prompt, pair.chosen, pair.rejected], where)
+        if self.tokenization == "official":
+            sides, prompt_cut, response_cut = official_ids(self.tokenizer, pair, self.max_length, self.max_prompt_length,
+                                                           self.truncation_mode, where)
+            return _layout(*sides, prompt_cut, response_cut)
         prompt_messages = pair.prompt
         if self.fold_system:
             try:
@@ -86,11 +100,20 @@ class PairEncoder:
             if max(len(chosen), len(rejected)) > room:
                 response_cut = True
                 chosen, rejected = chosen[:room], rejected[:room]
-        return {
-            "prompt_ids": prompt,
-            "chosen_ids": chosen,
-            "rejected_ids": rejected,
-            "prompt_truncated": prompt_cut,
-            "response_truncated": response_cut,
-            "length": len(prompt) + max(len(chosen), len(rejected)),  # for `group_by_length`
-        }
+        return _layout((prompt, chosen), (prompt, rejected), prompt_cut, response_cut)
+
+
+def _layout(chosen: tuple[list[int], list[int]], rejected: tuple[list[int], list[int]], prompt_cut: bool, response_cut: bool) -> dict:
+    """A pair's features from each side's (prompt ids, scored ids): the prompts' common prefix, then
+    per side the rest of its prompt (unscored) and its scored tokens."""
+    common = _common_prefix(chosen[0], rejected[0])
+    return {
+        "prompt_ids": chosen[0][:common],
+        "chosen_ids": chosen[0][common:] + chosen[1],
+        "rejected_ids": rejected[0][common:] + rejected[1],
+        "chosen_unscored": len(chosen[0]) - common,
+        "rejected_unscored": len(rejected[0]) - common,
+        "prompt_truncated": prompt_cut,
+        "response_truncated": response_cut,
+        "length": max(len(prompt) + len(ids) for prompt, ids in (chosen, rejected)),  # for `group_by_length`
+    }

@@ -45,8 +45,10 @@ def prompt_messages(prompt, where: str) -> list[dict]:
     return messages
 
 
-def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tuple[list[PromptRow], Counter]:
-    """Usable prompt rows of a source, and the reasons for the ones skipped (each logged by row)."""
+def read_prompts(source: str, split: str, max_prompts: int | None = None, unique: bool = False) -> tuple[list[PromptRow], Counter]:
+    """Usable prompt rows of a source, and the reasons for the ones skipped (each logged by row).
+    `unique`: a prompt equal to an earlier row's is skipped too, as the official on-policy generation
+    de-duplicates its prompts (so no prompt makes two pairs)."""
     loaded = load_split(source, split)
     if loaded is None:
         raise RecipeError(f"prompts source {source} has no split {split!r}")
@@ -55,7 +57,7 @@ def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tup
         raise RecipeError(f"{label}: rows need a 'prompt' column (text or a list of messages); its columns: {rows.column_names}")
     if max_prompts is not None:
         rows = rows.select(range(min(max_prompts, len(rows))))
-    kept, skipped = [], Counter()
+    kept, skipped, seen = [], Counter(), set()
     for number, row in enumerate(rows):
         try:
             messages = prompt_messages(row.get("prompt"), f"{label}, row {number + 1}")
@@ -63,7 +65,12 @@ def read_prompts(source: str, split: str, max_prompts: int | None = None) -> tup
             logger.warning("skipped: %s", err)
             skipped["empty prompt" if str(err).endswith(": empty prompt") else "not a prompt"] += 1
             continue
-        prompt_id = row.get("prompt_id") or hashlib.sha256(json.dumps(row["prompt"]).encode()).hexdigest()[:16]
+        text = json.dumps(row["prompt"])
+        if unique and text in seen:
+            skipped["duplicate prompt"] += 1
+            continue
+        seen.add(text)
+        prompt_id = row.get("prompt_id") or hashlib.sha256(text.encode()).hexdigest()[:16]
         extra = {key: value for key, value in row.items() if key not in RESERVED}
         kept.append(PromptRow(number, str(prompt_id), row["prompt"], messages, extra))
     return kept, skipped

@@ -41,7 +41,7 @@ def run_generate(model_config, config: GenerateConfig, check=None) -> str:
     context = getattr(AutoConfig.from_pretrained(model_path, trust_remote_code=model_config.trust_remote_code), "max_position_embeddings", None)
     if context is not None and config.max_new_tokens >= context:
         raise RecipeError(f"generate.max_new_tokens ({config.max_new_tokens}) leaves no room for a prompt in the model's {context} positions")
-    rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts)
+    rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts, unique=True)
     rows, prompt_ids, too_long = check_lengths(rows, renderer, context - config.max_new_tokens if context else float("inf"), config.prompts)
     skipped += too_long
     if not rows:

@@ -35,7 +35,7 @@ from ..ops.logprobs import response_logps
 
 logger = logging.getLogger("simpo")
 
-ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids", "chosen_unscored", "rejected_unscored")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -64,13 +64,15 @@ def model_identity(model) -> dict | None:
 
 
 def dataset_digest(dataset) -> str:
-    """SHA-256 of the split's prompt, chosen and rejected token ids, row by row in order."""
+    """SHA-256 of the split's prompt, chosen and rejected token ids and unscored counts, row by row in order."""
     digest = hashlib.sha256(str(len(dataset)).encode())
     for table in dataset.select_columns(list(ID_COLUMNS)).with_format("arrow").iter(batch_size=10_000):
         for column in ID_COLUMNS:
-            ids = table.column(column).combine_chunks()
-            digest.update(ids.value_lengths().to_numpy(zero_copy_only=False).astype("int64").tobytes())
-            digest.update(ids.flatten().to_numpy(zero_copy_only=False).astype("int64").tobytes())
+            values = table.column(column).combine_chunks()
+            if hasattr(values, "value_lengths"):  # a list column: its lengths, then its flat ids
+                digest.update(values.value_lengths().to_numpy(zero_copy_only=False).astype("int64").tobytes())
+                values = values.flatten()
+            digest.update(values.to_numpy(zero_copy_only=False).astype("int64").tobytes())
     return digest.hexdigest()
 
 
