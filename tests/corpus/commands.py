@@ -35,3 +35,11 @@ CASES += [
     Case("train-two-recipes", ("train", "recipe.yaml", "other.yaml"), "other.yaml", {"recipe.yaml": recipe_text(TRAIN)}),
     Case("prepare-model-two", ("prepare-model", "smollm2-135m-instruct", "extra"), "prepare-model"),
 ]
+
+CASES += [
+    Case("inspect-no-recipe", ("inspect",), "recipe"),
+    Case("inspect-rows-zero", ("inspect", "recipe.yaml", "--rows", "0"), "--rows", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("inspect-unknown-key", ("inspect", "recipe.yaml", "--rowz", "2"), "rowz", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("inspect-tokenization-unknown", ("inspect", "recipe.yaml", "--tokenization", "handbook"), "tokenization",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+]
