@@ -27,11 +27,11 @@ def test_values_convert_to_the_declared_type(value, kind, expected):
 
 
 @pytest.mark.parametrize("value,kind,message", [
-    ("abc", float, "must be a number, got 'abc'"), (math.nan, float, "must be a number, got nan"),
-    (math.inf, float | None, "must be a number or none, got inf"), (2.5, int, "must be a whole number, got 2.5"),
+    ("abc", float, "must be a finite number, got 'abc'"), (math.nan, float, "must be a finite number, got nan"),
+    (math.inf, float | None, "must be a finite number or none, got inf"), (2.5, int, "must be a whole number, got 2.5"),
     (True, int, "must be a whole number, got True"), ("maybe", bool, "must be true or false, got 'maybe'"),
     (5, str, "must be text, got 5"), ("sometimes", IntervalStrategy | str, "must be one of no, steps, epoch, got 'sometimes'"),
-    ("train", list[str], "must be a list of strings, got 'train'"), ({"x": math.nan}, dict[str, float], "must be a mapping of numbers, got {'x': nan}"),
+    ("train", list[str], "must be a list of strings, got 'train'"), ({"x": math.nan}, dict[str, float], "must be a mapping of finite numbers, got {'x': nan}"),
 ])
 def test_values_that_do_not_convert_name_key_value_and_type(value, kind, message):
     with pytest.raises(RecipeError) as caught:
@@ -41,7 +41,7 @@ def test_values_that_do_not_convert_name_key_value_and_type(value, kind, message
 
 def test_describe_reads_as_a_user_would():
     assert [describe(kind) for kind in (int, float | None, list[int], IntervalStrategy | str)] == [
-        "a whole number", "a number or none", "a list of whole numbers", "one of no, steps, epoch"]
+        "a whole number", "a finite number or none", "a list of whole numbers", "one of no, steps, epoch"]
 
 
 def test_an_official_style_recipe_file_loads_with_typed_values(tmp_path):
@@ -54,5 +54,5 @@ def test_an_official_style_recipe_file_loads_with_typed_values(tmp_path):
 
 
 def test_an_alias_is_named_as_written():
-    with pytest.raises(RecipeError, match="^warmup_ratio must be a number, got 'x'"):
+    with pytest.raises(RecipeError, match="^warmup_ratio must be a finite number, got 'x'"):
         build_recipe({**BASE, "warmup_ratio": "x"})

@@ -18,9 +18,7 @@ from typing import Any
 from ..errors import RecipeError
 
 _TRUE, _FALSE = ("true", "yes", "y", "1", "on"), ("false", "no", "n", "0", "off")
-
-
-_PLURAL = {int: "whole numbers", float: "numbers", str: "strings", bool: "booleans"}
+_PLURAL = {int: "whole numbers", float: "finite numbers", str: "strings", bool: "booleans"}
 
 
 class _Mismatch(Exception):
@@ -53,7 +51,7 @@ def describe(kind) -> str:
         return f"a mapping of {_PLURAL.get(args[1], 'values')}" if len(args) == 2 and args[1] is not Any else "a mapping"
     if _is_enum(kind):
         return "one of " + ", ".join(str(member.value) for member in kind)
-    return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(kind, getattr(kind, "__name__", str(kind)))
+    return {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}.get(kind, getattr(kind, "__name__", str(kind)))
 
 
 def _scalar(value: Any, kind) -> Any:
