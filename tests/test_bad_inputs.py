@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import pytest
-from corpus import commands, pipelines, prompts, recipes, rows
+from corpus import commands, pipelines, prompts, recipes, rows, sft
 from helpers import REPO
 
 from simpo.cli import main
 
-CASES = [*recipes.CASES, *pipelines.CASES, *rows.CASES, *prompts.CASES, *commands.CASES]
+CASES = [*recipes.CASES, *pipelines.CASES, *rows.CASES, *prompts.CASES, *commands.CASES, *sft.CASES]
 
 
 def _files(folder) -> set[str]:

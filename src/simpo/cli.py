@@ -12,6 +12,8 @@ from .ops.allocator import keep_freed_memory
 
 COMMANDS = {  # verb: (usage, what it does)
     "train": ("simpo train RECIPE.yaml [--key value ...] [--dry-run]", "SimPO (or a baseline) on preference pairs"),
+    "sft": ("simpo sft RECIPE.yaml [--key value ...] [--dry-run]",
+            "supervised fine-tuning on conversations (loss on the assistant's turns), packed; the base-model route's first step"),
     "generate": ("simpo generate [RECIPE.yaml] [--key value ...]", "sample N responses per prompt from the policy"),
     "annotate": ("simpo annotate [RECIPE.yaml] [--key value ...]", "score every response with the recipe's rewards"),
     "binarize": ("simpo binarize [RECIPE.yaml] [--key value ...]", "best vs worst response as a preference pair, train/test split"),
@@ -60,6 +62,7 @@ def command_help(name: str) -> str:
         "train": [("model", key_rows(ModelConfig)), ("data", key_rows(DataConfig)),
                   ("loss and data path", key_rows(SimPOConfig, names=OWN_TRAINING_KEYS)),
                   ("transformers.TrainingArguments", key_rows(TrainingArguments))],
+        "sft": _sft_sections(key_rows, TrainingArguments),
         "generate": [("model", model_keys), ("generate", key_rows(SECTIONS["generate"], "generate."))],
         "annotate": [("annotate", key_rows(SECTIONS["annotate"], "annotate."))],
         "binarize": [("binarize", key_rows(SECTIONS["binarize"], "binarize."))],
@@ -76,6 +79,13 @@ def command_help(name: str) -> str:
     for title, rows in sections:
         parts += ["", f"{title} keys:" if rows else title + "."] + ([text_table(rows)] if rows else [])
     return "\n".join(parts)
+
+
+def _sft_sections(key_rows, training_arguments) -> list:
+    from .config.sft import MODEL_KEYS, OWN_SFT_KEYS, SFTConfig, SFTDataConfig, SFTModelConfig
+
+    return [("model", key_rows(SFTModelConfig, names=MODEL_KEYS)), ("data", key_rows(SFTDataConfig)),
+            ("SFT", key_rows(SFTConfig, names=OWN_SFT_KEYS)), ("transformers.TrainingArguments", key_rows(training_arguments))]
 
 
 def _split(tokens: list[str]) -> tuple[str | None, list[str]]:
@@ -97,6 +107,21 @@ def _train(tokens: list[str]) -> None:
     from .stages.train import run_training
 
     run_training(recipe)
+
+
+def _sft(tokens: list[str]) -> None:
+    from .config.sft import load_sft_recipe
+
+    path, overrides = _split(tokens)
+    if path is None:
+        raise RecipeError("simpo sft needs a recipe file: simpo sft RECIPE.yaml [--key value ...]")
+    recipe = load_sft_recipe(path, [token for token in overrides if token != "--dry-run"])
+    if "--dry-run" in overrides:
+        print(recipe.to_json())
+        return
+    from .stages.sft import run_sft
+
+    run_sft(recipe)
 
 
 def _stage(name: str):
@@ -173,6 +198,7 @@ def _prepare_model(tokens: list[str]) -> None:
 
 STAGES = {
     "train": _train,
+    "sft": _sft,
     **{name: _stage(name) for name in ("generate", "annotate", "binarize", "evaluate", "pipeline")},
     "eval": _eval,
     "card": _card,

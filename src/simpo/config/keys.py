@@ -61,6 +61,7 @@ def markdown() -> str:
     """docs/recipe-keys.md: every key of simpo's own, by section, from the fields' metadata."""
     from .pipeline import SECTIONS
     from .recipe import OWN_TRAINING_KEYS, DataConfig, ModelConfig, SimPOConfig
+    from .sft import MODEL_KEYS, OWN_SFT_KEYS, SFTConfig, SFTDataConfig, SFTModelConfig
 
     parts = [
         "# Recipe keys\n",
@@ -70,12 +71,21 @@ def markdown() -> str:
         "## Training recipe: model\n", markdown_table(key_rows(ModelConfig)) + "\n",
         "## Training recipe: data\n", markdown_table(key_rows(DataConfig)) + "\n",
         "## Training recipe: loss and data path\n", markdown_table(key_rows(SimPOConfig, names=OWN_TRAINING_KEYS)) + "\n",
+        "## SFT recipe (`simpo sft`)\n",
+        "The model and data keys above (but `ref_model_name_or_path`), these, and every `TrainingArguments` field.\n",
+        markdown_table([row for row in key_rows(SFTModelConfig, names=MODEL_KEYS) if row[0] not in _names(ModelConfig)]
+                       + [row for row in key_rows(SFTDataConfig) if row[0] not in _names(DataConfig)]
+                       + key_rows(SFTConfig, names=OWN_SFT_KEYS)) + "\n",
         "## Pipeline recipe\n",
         "A training recipe plus `run_dir` and one mapping per stage; `--section.key value` overrides a key.\n",
     ]
     for name, cls in SECTIONS.items():
         parts += [f"### `{name}`\n", markdown_table(key_rows(cls, prefix=f"{name}.")) + "\n"]
     return "\n".join(parts + [_values_section()])
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def _values_section() -> str:

@@ -26,6 +26,7 @@ LIMITS = {
     "seed": SEED, "data_seed": SEED,
     "max_length": (1, True, None), "max_prompt_length": (1, True, None), "logps_chunk_size": (0, True, None),
     "preprocessing_num_workers": (1, True, None),
+    "max_seq_length": (2, True, None),  # simpo sft: a conversation needs a token before the first it scores
 }
 
 

@@ -8,7 +8,9 @@ Rows use the UltraFeedback layout of `gemma2-ultrafeedback-armorm`: a `prompt` s
 and test.jsonl; the copy in `data/verifiable-prefs` was written by it with the default seeds.
 
 The bundled prompts (`data/verifiable-prompts`, `python -m simpo.data.bundled prompts DIR`) are
-questions with a numeric `answer`, for on-policy generation and held-out greedy accuracy.
+questions with a numeric `answer`, for on-policy generation and held-out greedy accuracy. The
+bundled conversations (`data/verifiable-conversations`, `python -m simpo.data.bundled conversations
+DIR`) are `messages` rows of the same tasks answered correctly, for `simpo sft`.
 """
 
 from __future__ import annotations
@@ -121,6 +123,31 @@ def make_rows(count: int, seed: int) -> list[dict]:
     return rows
 
 
+SYSTEM_PROMPTS = ["You are a careful assistant. Check your arithmetic.", "Answer briefly and show the calculation."]
+
+
+def make_conversations(count: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
+    """`count` SFT conversations (`messages`): one to three questions, each answered correctly, a
+    quarter of them after a system message; no question in `exclude`."""
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < count:
+        messages = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 0.25 else []
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            question, right, _ = rng.choice(TASKS)(rng)
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": right}]
+        if not any(turn["content"] in exclude for turn in messages):
+            rows.append({"messages": messages})
+    return rows
+
+
+def write_conversations(folder: str | Path, train_size: int = 300, test_size: int = 40, seed: int = 0) -> Path:
+    """Held-out conversations first, then training ones that share no question with them."""
+    test_rows = make_conversations(test_size, seed + 1)
+    questions = {turn["content"] for row in test_rows for turn in row["messages"] if turn["role"] == "user"}
+    return _write_splits(folder, {"train": make_conversations(train_size, seed, exclude=questions), "test": test_rows})
+
+
 def times_table(rng):
     a, b = rng.randint(2, 12), rng.randint(2, 12)
     return (f"What is {a} x {b}?" if rng.random() < 0.5 else f"What is {a} times {b}?"), a * b
@@ -180,12 +207,12 @@ def write_dataset(folder: str | Path, train_size: int = 2000, test_size: int = 2
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["pairs", "prompts"])
+    parser.add_argument("kind", choices=["pairs", "prompts", "conversations"])
     parser.add_argument("folder")
     parser.add_argument("--train-size", type=int)
     parser.add_argument("--test-size", type=int)
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args()
-    write = write_dataset if options.kind == "pairs" else write_prompts
+    write = {"pairs": write_dataset, "prompts": write_prompts, "conversations": write_conversations}[options.kind]
     sizes = {key: value for key, value in (("train_size", options.train_size), ("test_size", options.test_size)) if value}
     print(write(options.folder, seed=options.seed, **sizes))

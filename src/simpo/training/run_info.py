@@ -19,6 +19,7 @@ TRAINING_KEYS = (
     "gradient_accumulation_steps", "max_length", "max_prompt_length", "truncation_mode", "optim", "weight_decay",
     "max_grad_norm", "bf16", "activation_checkpointing", "seed",
 )
+SFT_KEYS = ("max_seq_length", "packing")  # `simpo sft`'s own
 
 
 def hardware() -> str:
@@ -44,12 +45,13 @@ def write_run_info(output_dir: str | Path, args, seconds: float, sources: list[s
 
     from .losses import LOSSES
 
-    keys = [*LOSSES[args.loss_type].keys, *TRAINING_KEYS]
+    loss_type = getattr(args, "loss_type", "sft")  # `simpo sft` has no preference loss
+    keys = [*(LOSSES[loss_type].keys if loss_type in LOSSES else ()), *TRAINING_KEYS, *SFT_KEYS]
     info = {
         "hardware": hardware(), "torch": torch.__version__, "transformers": transformers.__version__,
         "processes": args.world_size, "bf16": bool(args.bf16), "seconds": round(seconds, 1),
         "local_datasets": [source for source in sources if Path(source).exists()],
-        "hyperparameters": {"loss_type": args.loss_type, **{key: getattr(args, key, None) for key in keys}},
+        "hyperparameters": {"loss_type": loss_type, **{key: getattr(args, key) for key in keys if hasattr(args, key)}},
     }
     path = Path(output_dir) / RUN_INFO
     path.write_text(json.dumps(info, indent=2, default=str))

@@ -1,0 +1,16 @@
+"""The bundled data: the committed conversations are what their generator writes, and they hold
+what `simpo sft` needs."""
+
+from helpers import REPO, read_jsonl
+
+from simpo.data.bundled import write_conversations
+
+
+def test_the_committed_conversations_are_the_generators(tmp_path):
+    folder = write_conversations(tmp_path)
+    for split in ("train", "test"):
+        assert (folder / f"{split}.jsonl").read_text() == (REPO / "data" / "verifiable-conversations" / f"{split}.jsonl").read_text()
+    test_questions = {turn["content"] for row in read_jsonl(folder / "test.jsonl") for turn in row["messages"] if turn["role"] == "user"}
+    train_rows = read_jsonl(folder / "train.jsonl")
+    assert not any(turn["content"] in test_questions for row in train_rows for turn in row["messages"])
+    assert {len(row["messages"]) for row in train_rows} == {2, 3, 4, 5, 6, 7}  # one to three exchanges, a system message or not

@@ -1,0 +1,40 @@
+"""`simpo sft` end to end on the bundled SmolLM2: a model folder that `simpo train` takes as its model."""
+
+import json
+import math
+
+import yaml
+from helpers import REPO, write_jsonl
+
+from simpo.cli import main
+from simpo.data.bundled import make_conversations
+
+
+def test_sft_writes_a_model_that_simpo_train_takes(tmp_path, one_thread):
+    data = tmp_path / "talk"
+    write_jsonl(data / "train.jsonl", make_conversations(6, seed=5))
+    write_jsonl(data / "test.jsonl", make_conversations(2, seed=6))
+    sft = {
+        "model_name_or_path": "smollm2-135m-instruct", "torch_dtype": "float32", "dataset_mixer": {str(data): 1.0},
+        "max_seq_length": 64, "per_device_train_batch_size": 1, "per_device_eval_batch_size": 2, "max_steps": 1,
+        "learning_rate": 1e-5, "eval_strategy": "steps", "eval_steps": 1, "save_strategy": "no", "report_to": "none",
+        "disable_tqdm": True, "output_dir": str(tmp_path / "sft"),
+    }
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump(sft))
+    assert main(["sft", str(tmp_path / "sft.yaml")]) == 0
+    out = tmp_path / "sft"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "recipe.yaml", "run_info.json", "trainer_state.json"} <= {p.name for p in out.iterdir()}
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert math.isfinite(next(entry["loss"] for entry in history if "loss" in entry))
+    assert math.isfinite(next(entry["eval_loss"] for entry in history if "eval_loss" in entry))
+    assert json.loads((out / "run_info.json").read_text())["hyperparameters"]["max_seq_length"] == 64
+
+    train = {
+        "model_name_or_path": str(out), "dataset_mixer": {str(REPO / "data" / "verifiable-prefs"): 0.002}, "dataset_splits": ["train"],
+        "max_length": 48, "max_prompt_length": 24, "per_device_train_batch_size": 1, "max_steps": 1, "learning_rate": 1e-6, "logging_steps": 1,
+        "eval_strategy": "no", "save_strategy": "no", "report_to": "none", "disable_tqdm": True, "output_dir": str(tmp_path / "simpo"),
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    assert main(["train", str(tmp_path / "train.yaml")]) == 0
+    history = json.loads((tmp_path / "simpo" / "trainer_state.json").read_text())["log_history"]
+    assert math.isfinite(next(entry["rewards/accuracies"] for entry in history if "rewards/accuracies" in entry))
