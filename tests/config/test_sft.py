@@ -63,7 +63,9 @@ seed: 42
 warmup_ratio: 0.1'''
 
 # huggingface/alignment-handbook, recipes/zephyr-7b-beta/sft/config_full.yaml (zephyr-7b-sft-full, the
-# SimPO paper's Mistral-Base SFT model), in the dataset_mixer layout of the handbook SimPO builds on.
+# SimPO paper's Mistral-Base SFT model; princeton-nlp/SimPO has no Mistral SFT config): the handbook
+# file's keys and values, its data keys as in the handbook release SimPO builds on (dataset_mixer,
+# dataset_splits, preprocessing_num_workers; today's file has the later `dataset_mixture` block).
 ZEPHYR_7B_SFT = r'''# Model arguments
 model_name_or_path: mistralai/Mistral-7B-v0.1
 model_revision: main
