@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-
-import numpy as np
+from functools import partial
 
 from ..config.recipe import DataConfig
 from ..errors import DataError
 from .encode import PairEncoder
 from .rows import Pair, read_pair
-from .sources import load_split, split_role
+from .sources import encode_rows, mixed_splits
 
 logger = logging.getLogger("simpo")
 
@@ -24,24 +23,12 @@ def _features():
     return Features({"prompt_ids": ids, "chosen_ids": ids, "rejected_ids": ids, "chosen_unscored": count, "rejected_unscored": count, **flags})
 
 
-def _encode_source(label: str, rows, row_numbers, encoder: PairEncoder, num_proc: int | None):
-    def encode(row: dict, index: int) -> dict:
-        where = f"{label}, row {row_numbers[index] + 1}"  # counted from 1: line N of a JSON Lines file
-        pair = read_pair(row, where)
-        if not isinstance(pair, Pair):
-            empty = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "chosen_unscored": 0, "rejected_unscored": 0, "length": 0}
-            return {**empty, "prompt_truncated": False, "response_truncated": False, "drop": pair}
-        return {**encoder.encode(pair, where), "drop": ""}
-
-    return rows.map(
-        encode,
-        with_indices=True,
-        remove_columns=rows.column_names,
-        features=_features(),
-        num_proc=num_proc if num_proc and len(rows) > 1000 else None,
-        desc=f"tokenizing {label}",
-        load_from_cache_file=False,
-    )
+def _encode(encoder: PairEncoder, row: dict, where: str) -> dict:
+    pair = read_pair(row, where)
+    if not isinstance(pair, Pair):
+        empty = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "chosen_unscored": 0, "rejected_unscored": 0, "length": 0}
+        return {**empty, "prompt_truncated": False, "response_truncated": False, "drop": pair}
+    return {**encoder.encode(pair, where), "drop": ""}
 
 
 def build_pair_datasets(config: DataConfig, encoder: PairEncoder, seed: int = 42):
@@ -49,22 +36,8 @@ def build_pair_datasets(config: DataConfig, encoder: PairEncoder, seed: int = 42
     from datasets import concatenate_datasets
 
     parts: dict[str, list] = {"train": [], "test": []}
-    for split in config.dataset_splits:
-        role = split_role(split)
-        for source, fraction in config.dataset_mixer.items():
-            loaded = load_split(source, split)
-            if loaded is None:
-                logger.info("%s has no split %r", source, split)
-                continue
-            label, rows = loaded
-            row_numbers = np.arange(len(rows))
-            if role == "train" and fraction < 1:
-                # The official mixer (alignment-handbook's) takes the first rows of each training source.
-                row_numbers = row_numbers[: int(fraction * len(rows))]
-                rows = rows.select(row_numbers)
-            parts[role].append(_encode_source(label, rows, row_numbers, encoder, config.preprocessing_num_workers))
-    if not parts["train"]:
-        raise DataError(f"no training rows: none of {list(config.dataset_mixer)} has a split among {config.dataset_splits}")
+    for role, label, rows in mixed_splits(config.dataset_mixer, config.dataset_splits):
+        parts[role].append(encode_rows(label, rows, partial(_encode, encoder), _features(), config.preprocessing_num_workers))
     train = _keep_and_report("train", concatenate_datasets(parts["train"])).shuffle(seed=seed)
     test = _keep_and_report("test", concatenate_datasets(parts["test"])) if parts["test"] else None
     if test is None:

@@ -27,7 +27,7 @@ from .rows import Pair
 TOKENIZATIONS = ("template", "official")
 
 
-def _common_prefix(*sequences: list[int]) -> int:
+def common_prefix(*sequences: list[int]) -> int:
     n = min(len(s) for s in sequences)
     for i in range(n):
         if any(s[i] != sequences[0][i] for s in sequences[1:]):
@@ -77,7 +77,7 @@ class PairEncoder:
         bos = self.tokenizer.bos_token_id
         if bos is not None and prompt_ids[:2] == [bos, bos]:
             raise DataError(f"{where}: the rendered prompt starts with two BOS tokens; the template adds its own")
-        cut = _common_prefix(prompt_ids, chosen_ids, rejected_ids)
+        cut = common_prefix(prompt_ids, chosen_ids, rejected_ids)
         if cut in (len(chosen_ids), len(rejected_ids)):
             raise DataError(f"{where}: a response renders to no tokens after the prompt")
         return self.truncate(prompt_ids[:cut], chosen_ids[cut:], rejected_ids[cut:])
@@ -106,7 +106,7 @@ class PairEncoder:
 def _layout(chosen: tuple[list[int], list[int]], rejected: tuple[list[int], list[int]], prompt_cut: bool, response_cut: bool) -> dict:
     """A pair's features from each side's (prompt ids, scored ids): the prompts' common prefix, then
     per side the rest of its prompt (unscored) and its scored tokens."""
-    common = _common_prefix(chosen[0], rejected[0])
+    common = common_prefix(chosen[0], rejected[0])
     return {
         "prompt_ids": chosen[0][:common],
         "chosen_ids": chosen[0][common:] + chosen[1],

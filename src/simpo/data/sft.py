@@ -36,17 +36,13 @@ import torch
 
 from ..errors import DataError
 from .chat import check_control_tokens, control_tokens, fold_system, render, template_shows_system
+from .encode import common_prefix
 from .rows import as_messages, check_order
-from .sources import load_split, split_role
+from .sources import encode_rows, mixed_splits
 
 logger = logging.getLogger("simpo")
 
 IGNORE = -100  # transformers' label of a position without a target
-
-
-def _common_prefix(first: list[int], second: list[int]) -> int:
-    n = min(len(first), len(second))
-    return next((i for i in range(n) if first[i] != second[i]), n)
 
 
 def _adds_bos(tokenizer) -> bool:
@@ -110,7 +106,7 @@ class ConversationEncoder:
             if not (text.startswith(before) and text.startswith(through)):
                 raise DataError(f"{where}: the chat template renders a turn differently inside the whole conversation, so the "
                                 "assistant's tokens cannot be told apart; fix the template (`chat_template:` in the recipe)")
-            start, end = _common_prefix(self._ids(before), ids), _common_prefix(self._ids(through), ids)
+            start, end = common_prefix(self._ids(before), ids), common_prefix(self._ids(through), ids)
             scored[start:end] = [True] * (end - start)
         if self.bos is not None and ids[:1] != [self.bos]:
             ids, scored = [self.bos, *ids], [False, *scored]
@@ -130,14 +126,6 @@ def _features():
 
     return Features({"input_ids": List(Value("int32")), "scored": List(Value("bool")), "assistant_tokens": Value("int32"),
                      "truncated": Value("bool"), "drop": Value("string")})
-
-
-def _encode_source(label: str, rows, encoder: ConversationEncoder, num_proc: int | None):
-    def encode(row: dict, index: int) -> dict:
-        return encoder.encode(row, f"{label}, row {index + 1}")  # counted from 1: line N of a JSON Lines file
-
-    return rows.map(encode, with_indices=True, remove_columns=rows.column_names, features=_features(),
-                    num_proc=num_proc if num_proc and len(rows) > 1000 else None, desc=f"tokenizing {label}", load_from_cache_file=False)
 
 
 def pack(batch: dict, max_tokens: int) -> dict:
@@ -180,19 +168,8 @@ def build_sft_datasets(config, encoder: ConversationEncoder, packing: bool, seed
     from datasets import concatenate_datasets
 
     parts: dict[str, list] = {"train": [], "test": []}
-    for split in config.dataset_splits:
-        role = split_role(split)
-        for source, fraction in config.dataset_mixer.items():
-            loaded = load_split(source, split)
-            if loaded is None:
-                logger.info("%s has no split %r", source, split)
-                continue
-            label, rows = loaded
-            if role == "train" and fraction < 1:
-                rows = rows.select(range(int(fraction * len(rows))))
-            parts[role].append(_encode_source(label, rows, encoder, config.preprocessing_num_workers))
-    if not parts["train"]:
-        raise DataError(f"no training rows: none of {list(config.dataset_mixer)} has a split among {config.dataset_splits}")
+    for role, label, rows in mixed_splits(config.dataset_mixer, config.dataset_splits):
+        parts[role].append(encode_rows(label, rows, encoder.encode, _features(), config.preprocessing_num_workers))
     out = {}
     for role, encoded in parts.items():
         if not encoded:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DataError
+
+logger = logging.getLogger("simpo")
 
 FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
@@ -218,3 +222,38 @@ def load_split(source: str, split: str):
         raise DataError(f"dataset {source}: {err}") from None
     except Exception as err:  # offline, unknown name, no access
         raise DataError(f"dataset {source} is neither a local folder or file nor a reachable hub dataset: {err}") from None
+
+
+def mixed_splits(mixer: dict[str, float], splits: list[str]) -> Iterator[tuple[str, str, object]]:
+    """(role, label, rows) of each split of each `dataset_mixer` source: a training source cut to its
+    first `fraction` of rows (the alignment-handbook mixer's rule), a test split whole. Raises
+    `DataError` when no source has a training split."""
+    trains = 0
+    for split in splits:
+        role = split_role(split)
+        for source, fraction in mixer.items():
+            loaded = load_split(source, split)
+            if loaded is None:
+                logger.info("%s has no split %r", source, split)
+                continue
+            label, rows = loaded
+            if role == "train" and fraction < 1:
+                rows = rows.select(range(int(fraction * len(rows))))
+            trains += role == "train"
+            yield role, label, rows
+    if not trains:
+        raise DataError(f"no training rows: none of {list(mixer)} has a split among {splits}")
+
+
+def encode_rows(label: str, rows, encode: Callable[[dict, str], dict], features, num_proc: int | None):
+    """`encode(row, where)` over the rows, `where` naming the row ("LABEL, row N", N counted from 1:
+    line N of a JSON Lines file), into `features`; in `num_proc` processes above 1,000 rows."""
+    return rows.map(
+        lambda row, index: encode(row, f"{label}, row {index + 1}"),
+        with_indices=True,
+        remove_columns=rows.column_names,
+        features=features,
+        num_proc=num_proc if num_proc and len(rows) > 1000 else None,
+        desc=f"tokenizing {label}",
+        load_from_cache_file=False,
+    )

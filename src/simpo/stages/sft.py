@@ -15,28 +15,13 @@ from ..data.chat import stop_token_ids
 from ..data.sft import ConversationEncoder, build_sft_datasets
 from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
+from ..training.checkpoints import resume_point
 from ..training.curves import write_curves
 from ..training.run_info import write_run_info
 from ..training.sft import SFTTrainer
 from .lock import folder_lock
 
 logger = logging.getLogger("simpo")
-
-
-def _resume_point(args) -> str | None:
-    """An explicit `resume_from_checkpoint`, else the newest checkpoint already in `output_dir` (the
-    official `run_sft.py` resumes from it too)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    wanted = args.resume_from_checkpoint
-    if isinstance(wanted, str) and wanted.lower() in ("false", "no", "none"):
-        return None
-    if wanted not in (None, "true", "True"):
-        return wanted
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    if last:
-        logger.warning("resuming from %s (set resume_from_checkpoint: false to start over)", last)
-    return last
 
 
 def run_sft(recipe: SFTRecipe) -> dict[str, float]:
@@ -62,7 +47,7 @@ def run_sft(recipe: SFTRecipe) -> dict[str, float]:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
 
-        trainer.train(resume_from_checkpoint=_resume_point(args))
+        trainer.train(resume_from_checkpoint=resume_point(args))
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
         after = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
 

@@ -17,6 +17,7 @@ from ..data.encode import PairEncoder
 from ..data.official import use_official_template
 from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
+from ..training.checkpoints import resume_point
 from ..training.curves import write_curves
 from ..training.run_info import write_run_info
 from ..training.trainer import SimPOTrainer
@@ -25,21 +26,6 @@ from .lock import folder_lock
 logger = logging.getLogger("simpo")
 
 SUMMARY_KEYS = ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss")
-
-
-def _resume_point(args) -> str | bool | None:
-    """An explicit `resume_from_checkpoint`, else the newest checkpoint already in `output_dir`."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    wanted = args.resume_from_checkpoint
-    if isinstance(wanted, str) and wanted.lower() in ("false", "no", "none"):
-        return None
-    if wanted not in (None, "true", "True"):
-        return wanted
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    if last:
-        logger.warning("resuming from %s (set resume_from_checkpoint: false to start over)", last)
-    return last
 
 
 def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
@@ -77,7 +63,7 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
 
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
         before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
-        trainer.train(resume_from_checkpoint=_resume_point(args))
+        trainer.train(resume_from_checkpoint=resume_point(args))
         if before:
             # train() starts a fresh log; keep the step-0 evaluation in trainer_state.json too.
             trainer.state.log_history.insert(0, {**before, "step": 0})

@@ -1,0 +1,45 @@
+"""Where a run continues from: the checkpoint `resume_from_checkpoint` names, or else the newest
+complete checkpoint in `output_dir`.
+
+A checkpoint is complete when its `trainer_state.json` (which `Trainer` writes after the weights,
+optimizer and scheduler) reads as JSON and no file in it is empty. A run killed while writing one
+leaves a `checkpoint-N` folder without them; it is skipped with a warning instead of being picked and
+failing every rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+logger = logging.getLogger("simpo")
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def is_complete_checkpoint(folder: Path) -> bool:
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return all(path.stat().st_size > 0 for path in folder.iterdir() if path.is_file())
+
+
+def resume_point(args) -> str | None:
+    """The checkpoint to resume from (None: start over): an explicit `resume_from_checkpoint`, else the
+    newest complete `checkpoint-N` in `output_dir` (`resume_from_checkpoint: false` starts over)."""
+    wanted = args.resume_from_checkpoint
+    if isinstance(wanted, str) and wanted.lower() in ("false", "no", "none"):
+        return None
+    if wanted not in (None, "true", "True"):
+        return wanted
+    output_dir = Path(args.output_dir)
+    found = [path for path in output_dir.iterdir() if path.is_dir() and _CHECKPOINT.fullmatch(path.name)] if output_dir.is_dir() else []
+    for folder in sorted(found, key=lambda path: int(_CHECKPOINT.fullmatch(path.name).group(1)), reverse=True):
+        if is_complete_checkpoint(folder):
+            logger.warning("resuming from %s (set resume_from_checkpoint: false to start over)", folder)
+            return str(folder)
+        logger.warning("skipping %s: an incomplete checkpoint (a run stopped while writing it)", folder)
+    return None
