@@ -1,31 +1,26 @@
-"""Recipes: YAML files (the official SimPO `training_configs` layout) plus command-line overrides.
+"""The training recipe (`simpo train`): the official SimPO `training_configs` keys and ours.
 
-A recipe is one flat mapping. Each key belongs to exactly one of three dataclasses: `ModelConfig`
-(what to load), `DataConfig` (what to train on) or `SimPOConfig` (the loss and every
-`transformers.TrainingArguments` field). Everything is validated before any model is loaded.
+Each key belongs to exactly one of three dataclasses: `ModelConfig` (what to load), `DataConfig`
+(what to train on) or `SimPOConfig` (the loss and every `transformers.TrainingArguments` field).
+Reading, key names, value types and the checks every recipe needs are `config.recipe_kind`'s; the
+loss and length checks here. Everything is validated before any model is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import TrainingArguments
 
 from ..data.encode import TOKENIZATIONS
 from ..errors import RecipeError
-from ..models.bundled import BUNDLED
-from ..models.precision import DTYPES, resolve_bf16
 from ..training.losses import HYPERPARAMETER_LIMITS, LOSSES
 from .keys import recipe_key
-from .limits import check_limits, check_range
-from .types import convert, field_types
+from .limits import check_range
+from .recipe_kind import ALIASES, PIPELINE_KEYS, RecipeKind, parse_overrides, read_recipe_file  # noqa: F401 (re-exported)
 
 REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")  # only losses with a reference take them
 _LOSS_HYPERPARAMETERS = sorted({key for loss in LOSSES.values() for key in loss.keys})
@@ -94,26 +89,14 @@ class SimPOConfig(TrainingArguments):
         return LOSSES[self.loss_type].needs_reference
 
 
-# Old names that official recipes still use, mapped to the name we store. transformers 5 reads a
-# `warmup_steps` below 1 as a fraction of the training steps, which is what `warmup_ratio` meant.
-ALIASES = {
-    "evaluation_strategy": "eval_strategy",
-    "dtype": "torch_dtype",
-    "warmup_ratio": "warmup_steps",
-    "gradient_checkpointing": "activation_checkpointing",
-    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
-}
-
-_SECTIONS = (ModelConfig, DataConfig, SimPOConfig)
 # simpo's own training keys, in the order `--help` and the docs list them.
 OWN_TRAINING_KEYS = [f.name for f in dataclasses.fields(SimPOConfig) if f.init and "help" in f.metadata and f.name in SimPOConfig.__annotations__]
-_FIELDS = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in _SECTIONS}
-KNOWN_KEYS = set().union(*_FIELDS.values())
-FIELD_TYPES = {name: kind for cls in _SECTIONS for name, kind in field_types(cls).items()}
 
 
 @dataclass
 class Recipe:
+    """A recipe built; the types of model, data and training are its kind's sections (`RecipeKind.sections`)."""
+
     model: ModelConfig
     data: DataConfig
     training: SimPOConfig
@@ -125,189 +108,6 @@ class Recipe:
 
     def to_json(self) -> str:
         return json.dumps(self.resolved(), indent=2, default=str)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise RecipeError(f"{key_node.start_mark.name}, line {key_node.start_mark.line + 1}: {key!r} is set twice "
-                                  f"(also on line {seen[key] + 1}); keep one")
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_overrides(tokens: list[str]) -> dict[str, Any]:
-    """`--key value` / `--key=value` pairs; values are read as YAML (numbers, lists, mappings)."""
-    overrides: dict[str, Any] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("--") or token == "--":
-            raise RecipeError(f"expected an override like --key value, got {token!r}")
-        key, eq, value = token[2:].partition("=")
-        if not eq:
-            if i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-                value = tokens[i + 1]
-                i += 1
-            else:
-                value = "true"  # a bare flag
-        try:
-            overrides[key] = yaml.safe_load(value) if value != "" else ""
-        except yaml.YAMLError as err:
-            raise RecipeError(f"--{key} {value!r} is not a YAML value ({err.problem or err}); quote lists like '[1, 2]' whole") from None
-        i += 1
-    return overrides
-
-
-def _closest(key: str) -> str:
-    match = difflib.get_close_matches(key, sorted(KNOWN_KEYS | set(ALIASES)), n=1, cutoff=0.5)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-# Keys of the pipeline recipe (`config.pipeline`), which `simpo train` does not take.
-PIPELINE_KEYS = ("run_dir", "generate", "annotate", "binarize", "evaluate", "eval")
-
-
-def _normalise_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    given: dict[str, str] = {}  # stored name -> the name the recipe used
-    for key, value in values.items():
-        name = ALIASES.get(key, key)
-        section, dot, rest = str(name).partition(".")
-        if name in PIPELINE_KEYS or dot and section in PIPELINE_KEYS:
-            raise RecipeError(f"{key!r} in {source} belongs to a pipeline recipe: run it with `simpo pipeline` (or one stage)")
-        if dot:
-            match = difflib.get_close_matches(section, PIPELINE_KEYS, n=1, cutoff=0.5)
-            hint = f"; did you mean {match[0]}.{rest}?" if match else f"; the sections are {', '.join(PIPELINE_KEYS)}"
-            raise RecipeError(f"unknown section {section!r} in {key!r} in {source}{hint}")
-        if name not in KNOWN_KEYS:
-            raise RecipeError(f"unknown recipe key {key!r} in {source}{_closest(key)}")
-        if name in out:
-            raise RecipeError(f"{source} sets both {given[name]!r} and {key!r}, two names of one key: keep one")
-        given[name] = key
-        out[name] = _typed(name, key, value, source)
-        if key == "warmup_ratio" and not 0 <= out[name] < 1:
-            raise RecipeError(f"warmup_ratio must be a fraction in [0, 1), got {value!r}")
-    return out
-
-
-def _typed(name: str, key: str, value: Any, source: str) -> Any:
-    """`value` converted to the declared type of key `name`, given as `key` (see `config.types`)."""
-    if name == "bf16" and value == "auto":
-        return value
-    if name == "bf16" and isinstance(value, str) and value.lower() not in ("true", "false", "yes", "no"):
-        raise RecipeError(f"bf16 must be true, false or auto (bf16 autocast where the machine computes it natively), got {value!r} ({source})")
-    if name == "resume_from_checkpoint" and isinstance(value, bool):
-        return str(value).lower()  # `true`: the newest checkpoint in output_dir; `false`: start over
-    try:
-        return convert(value, FIELD_TYPES[name], key)
-    except RecipeError as err:
-        raise RecipeError(f"{err} ({source})") from None
-
-
-def read_recipe_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path} is not a text file (a recipe is YAML in UTF-8)") from None
-    try:
-        values = yaml.load(text, Loader=_UniqueKeyLoader) or {}
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
-    if not isinstance(values, dict):
-        raise RecipeError(f"{path} must be a mapping of recipe keys, got {type(values).__name__}")
-    return values
-
-
-def build_recipe(values: dict[str, Any], source: str = "the recipe") -> Recipe:
-    """Validate a flat recipe mapping and split it into the three configs."""
-    values = _normalise_keys(values, source)
-    values.setdefault("output_dir", "outputs/simpo")
-    _check_simpo_values(values)
-    check_limits(values)
-    _check_choices(values)
-    _check_paths(values)
-    parts = {cls: {k: v for k, v in values.items() if k in _FIELDS[cls]} for cls in _SECTIONS}
-    training_values = parts[SimPOConfig]
-    if "use_cpu" not in training_values and not _accelerator_available():
-        training_values["use_cpu"] = True  # bf16 recipes then run with CPU autocast instead of failing
-    if "bf16" in training_values:
-        training_values["bf16"] = resolve_bf16(training_values["bf16"])
-    try:
-        model = ModelConfig(**parts[ModelConfig])
-        data = DataConfig(**parts[DataConfig])
-        training = SimPOConfig(**training_values)
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"{source}: {' '.join(str(err).split())}") from None
-    return Recipe(model=model, data=data, training=training, raw=values)
-
-
-def load_recipe(path: str | Path, override_tokens: list[str] | None = None) -> Recipe:
-    values = _normalise_keys(read_recipe_file(path), str(path))
-    overrides = _normalise_keys(parse_overrides(override_tokens or []), "the command line")
-    values.update(overrides)
-    recipe = build_recipe(values, source=str(path))
-    for source in recipe.data.dataset_mixer:  # (a pipeline's training data is written by its own stages)
-        if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
-            raise RecipeError(f"dataset_mixer: {source} does not exist")
-    return recipe
-
-
-def _accelerator_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _check_simpo_values(values: dict[str, Any]) -> None:
-    if not values.get("model_name_or_path"):
-        raise RecipeError("model_name_or_path is required (a folder, a hub name or 'smollm2-135m-instruct')")
-    mixer = values.get("dataset_mixer")
-    if not mixer:
-        raise RecipeError("dataset_mixer is required: a mapping {dataset: fraction}, e.g. {data/pairs: 1.0}")
-    for name, fraction in mixer.items():
-        if not 0 < fraction <= 1:
-            raise RecipeError(f"dataset_mixer[{name!r}] must be a fraction in (0, 1], got {fraction!r}")
-    _check_loss_values(values)
-    if values.get("load_best_model_at_end") and values.get("eval_strategy", "no") == "no":
-        raise RecipeError("load_best_model_at_end needs evaluations to choose from: set eval_strategy (and save_strategy) to steps or epoch")
-    if values.get("torch_dtype") not in (None, "auto", *DTYPES):
-        raise RecipeError(f"torch_dtype must be one of auto, {', '.join(DTYPES)}, got {values['torch_dtype']!r}")
-    mode = values.get("truncation_mode", "keep_end")
-    if mode not in TRUNCATION_MODES:
-        raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
-    if values.get("tokenization", "template") not in TOKENIZATIONS:
-        raise RecipeError(f"tokenization must be one of {', '.join(TOKENIZATIONS)}, got {values['tokenization']!r}")
-    max_length, max_prompt_length = values.get("max_length", 1024), values.get("max_prompt_length", 512)
-    if max_prompt_length >= max_length:
-        raise RecipeError(
-            f"max_prompt_length ({max_prompt_length}) must be smaller than max_length ({max_length}): "
-            "otherwise a prompt can leave no room for its response"
-        )
-
-
-def _check_choices(values: dict[str, Any]) -> None:
-    """Keys whose values are names from lists transformers keeps: report_to, attn_implementation."""
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    report_to = values.get("report_to")
-    known = ["none", "all", *INTEGRATION_TO_CALLBACK]
-    for name in [report_to] if isinstance(report_to, str) else report_to or []:
-        if name not in known:
-            raise RecipeError(f"report_to: unknown integration {name!r}; use one of {', '.join(known)}")
-    attention = values.get("attn_implementation")
-    kernels = ["eager", *ALL_ATTENTION_FUNCTIONS]
-    if attention is not None and attention not in kernels and "/" not in attention:  # "org/kernel": a hub kernel
-        raise RecipeError(f"attn_implementation must be one of {', '.join(kernels)} (or a hub kernel org/name), got {attention!r}")
 
 
 def check_installed(training: SimPOConfig) -> None:
@@ -327,35 +127,6 @@ def check_installed(training: SimPOConfig) -> None:
         raise RecipeError(f"report_to: {', '.join(missing)} not installed here; pip install it, or set report_to: none")
 
 
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-
-
-def _check_model_name(key: str, name: str) -> None:
-    """A bundled alias, a folder holding a model, or a name of the hub's form (checked online at load)."""
-    path = Path(name).expanduser()
-    if name in BUNDLED:
-        return
-    if path.is_dir():
-        if not any((path / file).is_file() for file in ("config.json", "adapter_config.json", "tokenizer_config.json")):
-            raise RecipeError(f"{key}: the folder {name} holds no config.json (nor tokenizer files), so it is not a saved model")
-        return
-    if name.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.fullmatch(name):
-        raise RecipeError(f"{key}: {name} is neither a model folder nor a hub name (owner/name); "
-                          f"check the path, or use the bundled {next(iter(BUNDLED))}")
-
-
-def _check_paths(values: dict[str, Any]) -> None:
-    for key in ("model_name_or_path", "ref_model_name_or_path"):
-        if values.get(key):
-            _check_model_name(key, values[key])
-    output_dir = Path(values["output_dir"])
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RecipeError(f"output_dir {output_dir} is a file; name a folder")
-    resume = values.get("resume_from_checkpoint")
-    if resume not in (None, "true", "false") and not Path(resume).is_dir():
-        raise RecipeError(f"resume_from_checkpoint: no checkpoint folder {resume}; use true (the newest in output_dir) or a checkpoint-N folder")
-
-
 def _check_loss_values(values: dict[str, Any]) -> None:
     """`loss_type` is known, every loss key set belongs to it, and each value is in its range."""
     loss_type = values.get("loss_type", "simpo")
@@ -370,3 +141,31 @@ def _check_loss_values(values: dict[str, Any]) -> None:
             )
     for key in loss.keys:
         check_range(key, values.get(key), HYPERPARAMETER_LIMITS[key])
+
+
+def _check_training_values(values: dict[str, Any]) -> None:
+    """The training recipe's own checks (after those of every kind): the loss keys, truncation, the length limits."""
+    _check_loss_values(values)
+    mode = values.get("truncation_mode", "keep_end")
+    if mode not in TRUNCATION_MODES:
+        raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
+    if values.get("tokenization", "template") not in TOKENIZATIONS:
+        raise RecipeError(f"tokenization must be one of {', '.join(TOKENIZATIONS)}, got {values['tokenization']!r}")
+    max_length, max_prompt_length = values.get("max_length", 1024), values.get("max_prompt_length", 512)
+    if max_prompt_length >= max_length:
+        raise RecipeError(
+            f"max_prompt_length ({max_prompt_length}) must be smaller than max_length ({max_length}): "
+            "otherwise a prompt can leave no room for its response"
+        )
+
+
+TRAINING = RecipeKind(
+    Recipe, output_dir="outputs/simpo", check_values=_check_training_values,
+    mixer_required="dataset_mixer is required: a mapping {dataset: fraction}, e.g. {data/pairs: 1.0}",
+    foreign="belongs to a pipeline recipe: run it with `simpo pipeline` (or one stage)",
+    pipeline_sections=True,
+)
+KNOWN_KEYS = TRAINING.known_keys
+FIELD_TYPES = TRAINING.field_types
+build_recipe = TRAINING.build
+load_recipe = TRAINING.load

@@ -1,0 +1,273 @@
+"""A recipe kind: how a flat recipe mapping is read, named, typed, checked and built, the same for every kind.
+
+A recipe is one flat mapping, from a YAML file (the official SimPO `training_configs` layout) with
+`--key value` overrides over it. Each key belongs to one of its kind's three dataclasses (what to
+load, what to train on, a `transformers.TrainingArguments`). The training recipe (`config.recipe`)
+and the SFT recipe (`config.sft`) are the two kinds; each adds its own checks. Everything is
+validated before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+import yaml
+
+from ..errors import RecipeError
+from ..models.bundled import BUNDLED
+from ..models.precision import DTYPES, resolve_bf16
+from .limits import check_limits
+from .types import convert, field_types
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+
+
+# Old names that official recipes still use, mapped to the name we store. transformers 5 reads a
+# `warmup_steps` below 1 as a fraction of the training steps, which is what `warmup_ratio` meant.
+ALIASES = {
+    "evaluation_strategy": "eval_strategy",
+    "dtype": "torch_dtype",
+    "warmup_ratio": "warmup_steps",
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise RecipeError(f"{key_node.start_mark.name}, line {key_node.start_mark.line + 1}: {key!r} is set twice "
+                                  f"(also on line {seen[key] + 1}); keep one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, Any]:
+    """`--key value` / `--key=value` pairs; values are read as YAML (numbers, lists, mappings)."""
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            raise RecipeError(f"expected an override like --key value, got {token!r}")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                value = tokens[i + 1]
+                i += 1
+            else:
+                value = "true"  # a bare flag
+        try:
+            overrides[key] = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError as err:
+            raise RecipeError(f"--{key} {value!r} is not a YAML value ({err.problem or err}); quote lists like '[1, 2]' whole") from None
+        i += 1
+    return overrides
+
+
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path} is not a text file (a recipe is YAML in UTF-8)") from None
+    try:
+        values = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path} must be a mapping of recipe keys, got {type(values).__name__}")
+    return values
+
+
+# Keys of the pipeline recipe (`config.pipeline`), which neither kind takes.
+PIPELINE_KEYS = ("run_dir", "generate", "annotate", "binarize", "evaluate", "eval")
+
+
+@dataclass(frozen=True)
+class RecipeKind:
+    """One kind of recipe: the training recipe (`config.recipe.TRAINING`) or the SFT recipe (`config.sft.SFT`).
+
+    Its keys are the fields of its three sections but `excluded`. Reading, key names (`ALIASES`),
+    value types (`config.types`), ranges (`config.limits`) and the checks every recipe needs are the
+    same for every kind; `check_values` holds the kind's own.
+    """
+
+    recipe: type  # Recipe or a subclass: the types of its fields model, data and training are the sections
+    output_dir: str  # when the recipe sets none
+    check_values: Callable[[dict[str, Any]], None]  # the kind's own checks, after those of every kind
+    mixer_required: str  # the error for a missing dataset_mixer, saying what its datasets hold
+    foreign: str  # "{key!r} in {source} " + this, for a pipeline key or one of `foreign_keys`
+    foreign_keys: frozenset[str] = frozenset()  # keys of another kind of recipe
+    pipeline_sections: bool = False  # a dotted key names a pipeline section: a misspelt one is told the sections
+    excluded: tuple[str, ...] = ()  # section fields this kind does not take
+
+    @cached_property
+    def sections(self) -> dict[str, type]:
+        """model, data and training: the dataclass of each one's keys (training's a TrainingArguments)."""
+        hints = get_type_hints(self.recipe)
+        return {section: hints[section] for section in ("model", "data", "training")}
+
+    @cached_property
+    def fields(self) -> dict[str, set[str]]:
+        return {section: {f.name for f in dataclasses.fields(cls) if f.init} - set(self.excluded) for section, cls in self.sections.items()}
+
+    @cached_property
+    def known_keys(self) -> set[str]:
+        return set().union(*self.fields.values())
+
+    @cached_property
+    def field_types(self) -> dict[str, Any]:
+        return {name: kind for cls in self.sections.values() for name, kind in field_types(cls).items()}
+
+    def normalise(self, values: dict[str, Any], source: str) -> dict[str, Any]:
+        """Keys as stored (aliases resolved), each given once, values converted to their keys' types."""
+        out: dict[str, Any] = {}
+        given: dict[str, str] = {}  # stored name -> the name the recipe used
+        for key, value in values.items():
+            name = ALIASES.get(key, key)
+            if name not in self.known_keys:
+                self._refuse(key, name, source)
+            if name in out:
+                raise RecipeError(f"{source} sets both {given[name]!r} and {key!r}, two names of one key: keep one")
+            given[name] = key
+            out[name] = self._typed(name, key, value, source)
+            if key == "warmup_ratio" and not 0 <= out[name] < 1:
+                raise RecipeError(f"warmup_ratio must be a fraction in [0, 1), got {value!r}")
+        return out
+
+    def _refuse(self, key: Any, name: Any, source: str) -> None:
+        section, dot, rest = str(name).partition(".")
+        if section in PIPELINE_KEYS or name in self.foreign_keys:
+            raise RecipeError(f"{key!r} in {source} {self.foreign}")
+        if dot and self.pipeline_sections:
+            match = difflib.get_close_matches(section, PIPELINE_KEYS, n=1, cutoff=0.5)
+            hint = f"; did you mean {match[0]}.{rest}?" if match else f"; the sections are {', '.join(PIPELINE_KEYS)}"
+            raise RecipeError(f"unknown section {section!r} in {key!r} in {source}{hint}")
+        match = difflib.get_close_matches(str(key), sorted(self.known_keys | set(ALIASES)), n=1, cutoff=0.5)
+        raise RecipeError(f"unknown recipe key {key!r} in {source}" + (f"; did you mean {match[0]!r}?" if match else ""))
+
+    def _typed(self, name: str, key: str, value: Any, source: str) -> Any:
+        """`value` converted to the declared type of key `name`, given as `key` (see `config.types`)."""
+        if name == "bf16" and value == "auto":
+            return value
+        if name == "bf16" and isinstance(value, str) and value.lower() not in ("true", "false", "yes", "no"):
+            raise RecipeError(f"bf16 must be true, false or auto (bf16 autocast where the machine computes it natively), got {value!r} ({source})")
+        if name == "resume_from_checkpoint" and isinstance(value, bool):
+            return str(value).lower()  # `true`: the newest checkpoint in output_dir; `false`: start over
+        try:
+            return convert(value, self.field_types[name], key)
+        except RecipeError as err:
+            raise RecipeError(f"{err} ({source})") from None
+
+    def build(self, values: dict[str, Any], source: str = "the recipe") -> Recipe:
+        """Validate a flat recipe mapping and split it into the three sections."""
+        values = self.normalise(values, source)
+        values.setdefault("output_dir", self.output_dir)
+        self._check_values(values)
+        check_limits(values)
+        _check_choices(values)
+        _check_paths(values)
+        parts = {section: {k: v for k, v in values.items() if k in names} for section, names in self.fields.items()}
+        training_values = parts["training"]
+        if "use_cpu" not in training_values and not _accelerator_available():
+            training_values["use_cpu"] = True  # bf16 recipes then run with CPU autocast instead of failing
+        if "bf16" in training_values:
+            training_values["bf16"] = resolve_bf16(training_values["bf16"])
+        try:
+            sections = {section: cls(**parts[section]) for section, cls in self.sections.items()}
+        except (TypeError, ValueError) as err:
+            raise RecipeError(f"{source}: {' '.join(str(err).split())}") from None
+        return self.recipe(**sections, raw=values)
+
+    def load(self, path: str | Path, override_tokens: list[str] | None = None) -> Recipe:
+        """A recipe file with `--key value` overrides over it; a local dataset_mixer source must exist."""
+        values = self.normalise(read_recipe_file(path), str(path))
+        values.update(self.normalise(parse_overrides(override_tokens or []), "the command line"))
+        recipe = self.build(values, source=str(path))
+        for source in recipe.data.dataset_mixer:  # (a pipeline's training data is written by its own stages)
+            if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
+                raise RecipeError(f"dataset_mixer: {source} does not exist")
+        return recipe
+
+    def _check_values(self, values: dict[str, Any]) -> None:
+        """The checks of every kind, then the kind's own."""
+        if not values.get("model_name_or_path"):
+            raise RecipeError("model_name_or_path is required (a folder, a hub name or 'smollm2-135m-instruct')")
+        mixer = values.get("dataset_mixer")
+        if not mixer:
+            raise RecipeError(self.mixer_required)
+        for name, fraction in mixer.items():
+            if not 0 < fraction <= 1:
+                raise RecipeError(f"dataset_mixer[{name!r}] must be a fraction in (0, 1], got {fraction!r}")
+        if values.get("load_best_model_at_end") and values.get("eval_strategy", "no") == "no":
+            raise RecipeError("load_best_model_at_end needs evaluations to choose from: set eval_strategy (and save_strategy) to steps or epoch")
+        if values.get("torch_dtype") not in (None, "auto", *DTYPES):
+            raise RecipeError(f"torch_dtype must be one of auto, {', '.join(DTYPES)}, got {values['torch_dtype']!r}")
+        self.check_values(values)
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _check_choices(values: dict[str, Any]) -> None:
+    """Keys whose values are names from lists transformers keeps: report_to, attn_implementation."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    report_to = values.get("report_to")
+    known = ["none", "all", *INTEGRATION_TO_CALLBACK]
+    for name in [report_to] if isinstance(report_to, str) else report_to or []:
+        if name not in known:
+            raise RecipeError(f"report_to: unknown integration {name!r}; use one of {', '.join(known)}")
+    attention = values.get("attn_implementation")
+    kernels = ["eager", *ALL_ATTENTION_FUNCTIONS]
+    if attention is not None and attention not in kernels and "/" not in attention:  # "org/kernel": a hub kernel
+        raise RecipeError(f"attn_implementation must be one of {', '.join(kernels)} (or a hub kernel org/name), got {attention!r}")
+
+
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def _check_model_name(key: str, name: str) -> None:
+    """A bundled alias, a folder holding a model, or a name of the hub's form (checked online at load)."""
+    path = Path(name).expanduser()
+    if name in BUNDLED:
+        return
+    if path.is_dir():
+        if not any((path / file).is_file() for file in ("config.json", "adapter_config.json", "tokenizer_config.json")):
+            raise RecipeError(f"{key}: the folder {name} holds no config.json (nor tokenizer files), so it is not a saved model")
+        return
+    if name.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.fullmatch(name):
+        raise RecipeError(f"{key}: {name} is neither a model folder nor a hub name (owner/name); "
+                          f"check the path, or use the bundled {next(iter(BUNDLED))}")
+
+
+def _check_paths(values: dict[str, Any]) -> None:
+    for key in ("model_name_or_path", "ref_model_name_or_path"):
+        if values.get(key):
+            _check_model_name(key, values[key])
+    output_dir = Path(values["output_dir"])
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RecipeError(f"output_dir {output_dir} is a file; name a folder")
+    resume = values.get("resume_from_checkpoint")
+    if resume not in (None, "true", "false") and not Path(resume).is_dir():
+        raise RecipeError(f"resume_from_checkpoint: no checkpoint folder {resume}; use true (the newest in output_dir) or a checkpoint-N folder")
