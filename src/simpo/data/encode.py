@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError
 from .chat import check_control_tokens, control_tokens, fold_system, render, template_shows_system
-from .official import official_ids
+from .official import official_ids, use_official_template
 from .rows import Pair
 
 TOKENIZATIONS = ("template", "official")
@@ -42,6 +42,14 @@ class PairEncoder:
     max_prompt_length: int
     truncation_mode: str = "keep_end"
     tokenization: str = "template"
+
+    @classmethod
+    def for_recipe(cls, tokenizer, args, model_name: str) -> PairEncoder:
+        """The encoder of a training recipe's settings (`args`: its `SimPOConfig`). Under `official`
+        the tokenizer first gets the template the official trainer gives this model, if any."""
+        if args.tokenization == "official":
+            use_official_template(tokenizer, model_name)
+        return cls(tokenizer, args.max_length, args.max_prompt_length, args.truncation_mode, args.tokenization)
 
     def __post_init__(self):
         self.fold_system = not template_shows_system(self.tokenizer)

@@ -17,7 +17,6 @@ from dataclasses import replace
 
 from ..config.recipe import load_recipe
 from ..data.encode import PairEncoder
-from ..data.official import use_official_template
 from ..data.rows import Pair, read_pair
 from ..data.sources import load_split
 from ..errors import OptionParser
@@ -49,9 +48,7 @@ def inspect_rows(tokens: list[str]) -> str:
     recipe = load_recipe(options.recipe, overrides)
     args = recipe.training
     tokenizer = load_tokenizer(recipe.model)
-    if args.tokenization == "official":
-        use_official_template(tokenizer, recipe.model.model_name_or_path)
-    encoder = PairEncoder(tokenizer, args.max_length, args.max_prompt_length, args.truncation_mode, args.tokenization)
+    encoder = PairEncoder.for_recipe(tokenizer, args, recipe.model.model_name_or_path)
     whole = replace(encoder, max_length=2**62, max_prompt_length=2**62 - 1)  # nothing cut: to show what truncation cut
     out = []
     for source in recipe.data.dataset_mixer:

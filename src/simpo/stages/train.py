@@ -14,7 +14,6 @@ from ..config.recipe import Recipe, check_installed
 from ..data.chat import stop_token_ids
 from ..data.dataset import build_pair_datasets
 from ..data.encode import PairEncoder
-from ..data.official import use_official_template
 from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
 from ..training.checkpoints import resume_point
@@ -37,9 +36,7 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     check_installed(args)
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
-    if args.tokenization == "official":
-        use_official_template(tokenizer, recipe.model.model_name_or_path)
-    encoder = PairEncoder(tokenizer, args.max_length, args.max_prompt_length, args.truncation_mode, args.tokenization)
+    encoder = PairEncoder.for_recipe(tokenizer, args, recipe.model.model_name_or_path)
     with args.main_process_first(desc="tokenizing the dataset"):
         train_set, test_set = build_pair_datasets(recipe.data, encoder, seed=args.seed)
     if test_set is None and args.eval_strategy != "no":
