@@ -209,10 +209,6 @@ class Pipeline:
             section.validate()
         if len(self.generate.seeds) < 2:
             raise RecipeError(f"generate.seeds has {len(self.generate.seeds)} seed; a pair needs two or more responses per prompt")
-        prompts, test_size = self.generate.max_prompts, self.binarize.test_size
-        if prompts is not None and test_size >= 1 and test_size >= prompts:
-            raise RecipeError(f"binarize.test_size ({test_size:g}) holds out all {prompts} prompts (generate.max_prompts); "
-                              "leave some for training")
 
 
 def _section(name: str, values: Any):

@@ -244,6 +244,7 @@ def _check_choices(values: dict[str, Any]) -> None:
         raise RecipeError(f"attn_implementation must be one of {', '.join(kernels)} (or a hub kernel org/name), got {attention!r}")
 
 
+MODEL_FILES = ("config.json", "adapter_config.json")  # what makes a folder a saved model
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
@@ -253,7 +254,7 @@ def _check_model_name(key: str, name: str) -> None:
     if name in BUNDLED:
         return
     if path.is_dir():
-        if not any((path / file).is_file() for file in ("config.json", "adapter_config.json", "tokenizer_config.json")):
+        if not any((path / file).is_file() for file in MODEL_FILES + ("tokenizer_config.json",)):  # a tokenizer serves `simpo inspect`
             raise RecipeError(f"{key}: the folder {name} holds no config.json (nor tokenizer files), so it is not a saved model")
         return
     if name.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.fullmatch(name):

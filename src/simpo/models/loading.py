@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config.recipe import ModelConfig
+from ..config.recipe_kind import MODEL_FILES
 from ..errors import RecipeError
 from .bundled import BUNDLED, bundled_model_dir
 from .precision import DTYPES, resolve_dtype
@@ -38,11 +41,16 @@ def load_model(config: ModelConfig, dtype: str | None = None):
     the recipe's `torch_dtype`."""
     from transformers import AutoModelForCausalLM
 
+    name = resolve_model_path(config.model_name_or_path)
+    path = Path(name)
+    if path.is_dir() and not any((path / file).is_file() for file in MODEL_FILES):
+        raise RecipeError(f"model_name_or_path: the folder {path} holds a tokenizer but no model (no config.json); "
+                          "it serves `simpo inspect` only")
     kwargs = {"dtype": DTYPES[dtype or resolve_dtype(config.torch_dtype, "torch_dtype")]}
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
     return AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(config.model_name_or_path),
+        name,
         revision=config.model_revision,
         trust_remote_code=config.trust_remote_code,
         **kwargs,
