@@ -116,7 +116,7 @@ class AnnotateConfig:
 @dataclass
 class BinarizeConfig:
     input: str = recipe_key("", "Scored responses; unset: RUN_DIR/scores")
-    test_size: float = recipe_key(0.05, "Held-out pairs: a fraction of the prompts (below 1) or a count")
+    test_size: float = recipe_key(0.05, "Held-out pairs: a fraction of the prompts (below 1) or a count; 0 writes no test split")
     min_score_gap: float = recipe_key(0.0, "Drop prompts whose best and worst scores differ by less")
     seed: int = recipe_key(42, "Seed of the train/test split")
     output: str = recipe_key("", "Output folder (train.jsonl, test.jsonl); unset: RUN_DIR/pairs")

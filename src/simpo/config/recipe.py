@@ -40,7 +40,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset_mixer: dict[str, float] = recipe_key(help="{source: fraction}: files, folders or hub datasets; a fraction below 1 subsamples a training source (required)", factory=dict)
+    dataset_mixer: dict[str, float] = recipe_key(help="{source: fraction}: files, folders or hub datasets; a fraction below 1 takes the first rows of a training source (required)", factory=dict)
     dataset_splits: list[str] = recipe_key(help="Split names: one containing 'train' trains, one containing 'test' evaluates", factory=lambda: ["train", "test"])
     preprocessing_num_workers: int | None = recipe_key(None, "Processes for tokenization (used above 1,000 rows)")
 
