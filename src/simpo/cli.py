@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .config.recipe import load_recipe
-from .errors import DataError, RecipeError
+from .errors import DataError, RecipeError, TrainingError
 from .ops.allocator import keep_freed_memory
 
 COMMANDS = {  # verb: (usage, what it does)
@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, DataError) as err:
         print(f"simpo: error: {err}", file=sys.stderr)
         return 2
+    except TrainingError as err:  # the input was fine; the run stopped on what it computed
+        print(f"simpo: error: {err}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -1,5 +1,7 @@
-"""The two errors a user sees as a one-line message (`simpo: error: ...`) instead of a traceback,
-and the option parser of the verbs that take options instead of a recipe, which raises them.
+"""The errors a user sees as a one-line message (`simpo: error: ...`) instead of a traceback, and the
+option parser of the verbs that take options instead of a recipe, which raises them. `RecipeError`
+and `DataError` are bad input (exit status 2, nothing ran); `TrainingError` is a run that stopped on
+what it computed (exit status 3).
 
 No heavy imports here, so that pure modules (losses, shards, rows) can raise them.
 """
@@ -13,6 +15,10 @@ class RecipeError(ValueError):
 
 class DataError(ValueError):
     """A dataset row or file that cannot be read; the message names the source, the row and the fix."""
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a non-finite loss or gradient); the message names the step and rows and what to do."""
 
 
 class OptionParser(argparse.ArgumentParser):

@@ -75,6 +75,9 @@ CASES += [
     train_case("eval-without-test-split", "eval_strategy", {"eval_strategy": "steps", "dataset_splits": ["train"]}),
     train_case("best-model-without-eval", "load_best_model_at_end", {"load_best_model_at_end": True}),
     train_case("bf16-and-fp16", "fp16", {"bf16": True, "fp16": True}),
+    train_case("on-nonfinite-unknown", "on_nonfinite must be one of stop, skip", {"on_nonfinite": "ignore"}),
+    train_case("on-nonfinite-skip-under-deepspeed", "on_nonfinite: skip cannot skip an update under deepspeed",
+               {"on_nonfinite": "skip", "deepspeed": "ds.json"}, files={"ds.json": "{}"}),
 ]
 
 

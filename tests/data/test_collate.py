@@ -23,3 +23,11 @@ def test_the_response_is_scored_with_its_end_of_turn_although_it_is_the_pad_id(p
     flat = batch["input_ids"].flatten()
     prompt = encoded["prompt_ids"]
     assert flat[batch["logit_index"][first]].tolist() == prompt[-1:] + encoded["chosen_ids"][:-1]
+
+
+def test_a_batch_names_the_rows_its_pairs_came_from(smollm2_tokenizer):
+    encoded = PairEncoder(smollm2_tokenizer, max_length=512, max_prompt_length=256).encode(Pair(prompt=[USER], chosen=RIGHT, rejected=WRONG), "row 0")
+    collate = PairCollator(smollm2_tokenizer.pad_token_id, padding_free=True)
+    batch = collate([{**encoded, "source": "a.jsonl", "row": 7}, {**encoded, "source": "b.jsonl", "row": 1}])
+    assert batch["row_ids"] == [("a.jsonl", 7), ("b.jsonl", 1)]
+    assert "row_ids" not in collate([encoded, encoded])  # pairs without their rows (the reference pass's)

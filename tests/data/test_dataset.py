@@ -73,3 +73,15 @@ def test_a_malformed_row_fails_naming_the_file_and_row(tmp_path, encoder):
 def test_a_missing_dataset_fails_naming_it(encoder):
     with pytest.raises(DataError, match="dataset ./missing.jsonl does not exist"):
         build({"./missing.jsonl": 1.0}, encoder)
+
+
+def test_every_pair_keeps_its_source_and_row_counted_from_one(tmp_path, encoder, smollm2_tokenizer):
+    """Through dropping, mixing and shuffling, a pair names the row it came from, as data errors do."""
+    rows = [{**GOOD, "prompt": "q1"}, {"prompt": "q2", "chosen": "x", "rejected": "x"}, {**GOOD, "prompt": "q3"}]
+    first = write_jsonl(tmp_path / "a.jsonl", rows)
+    second = write_jsonl(tmp_path / "b.jsonl", [{**GOOD, "prompt": "q4"}])
+    train, _ = build({first: 1.0, second: 1.0}, encoder)
+    prompts = {(pair["source"], pair["row"]): smollm2_tokenizer.decode(pair["prompt_ids"]) for pair in train}
+    assert sorted(prompts) == [(str(first), 1), (str(first), 3), (str(second), 1)]  # row 2 of a.jsonl was dropped
+    for (source, row), prompt in prompts.items():
+        assert f"q{row if source == str(first) else 4}" in prompt

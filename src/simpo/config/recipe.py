@@ -25,6 +25,7 @@ from .recipe_kind import ALIASES, PIPELINE_KEYS, RecipeKind, parse_overrides, re
 REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")  # only losses with a reference take them
 _LOSS_HYPERPARAMETERS = sorted({key for loss in LOSSES.values() for key in loss.keys})
 TRUNCATION_MODES = ("keep_end", "keep_start")
+ON_NONFINITE = ("stop", "skip")  # what a non-finite loss or gradient norm does (training.nonfinite)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class SimPOConfig(TrainingArguments):
     padding_free: bool = recipe_key(True, "Pack a micro-batch's chosen and rejected sequences into one row without padding (exact)")
     share_prompt: bool = recipe_key(True, "In a packed row, each pair's prompt once for both responses (eager and SDPA attention; exact)")
     logps_chunk_size: int = recipe_key(256, "Response tokens per chunk of output head + log-softmax, recomputed in backward; 0: the model's own head")
+    on_nonfinite: str = recipe_key("stop", "What a non-finite loss or gradient norm does: stop (the run ends naming the step and its rows, the last checkpoint intact) or skip (that step's update is skipped and counted in nonfinite_skips)")
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False
 
@@ -149,6 +151,12 @@ def _check_training_values(values: dict[str, Any]) -> None:
     mode = values.get("truncation_mode", "keep_end")
     if mode not in TRUNCATION_MODES:
         raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
+    on_nonfinite = values.get("on_nonfinite", "stop")
+    if on_nonfinite not in ON_NONFINITE:
+        raise RecipeError(f"on_nonfinite must be one of {', '.join(ON_NONFINITE)}, got {on_nonfinite!r}")
+    if on_nonfinite == "skip" and values.get("deepspeed"):
+        raise RecipeError("on_nonfinite: skip cannot skip an update under deepspeed, whose engine steps the optimizer "
+                          "inside backward; use on_nonfinite: stop")
     if values.get("tokenization", "template") not in TOKENIZATIONS:
         raise RecipeError(f"tokenization must be one of {', '.join(TOKENIZATIONS)}, got {values['tokenization']!r}")
     max_length, max_prompt_length = values.get("max_length", 1024), values.get("max_prompt_length", 512)

@@ -19,7 +19,9 @@ in the same terms: `logit_index`, the flat position
 the first token of both responses. Response tokens are chosen by position, never by token id: with
 pad == eos (SmolLM2) masking by id would drop the end-of-turn token from every response. When the
 pairs carry precomputed reference log-probs (`ref_chosen_logps`, `ref_rejected_logps`), `ref_logps`
-holds them in sequence order: [2B], chosen then rejected.
+holds them in sequence order: [2B], chosen then rejected. When the pairs carry where they came from
+(`source` and `row`, see `data.dataset`), `row_ids` lists them, one (source, row) per pair, for the
+trainer's messages; the model never reads them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+ROW_IDS = "row_ids"
 
 
 @dataclass
@@ -50,6 +53,8 @@ class PairCollator:
         batch.update(_targets(sequences, unscored, positions))
         if REF_COLUMNS[0] in features[0]:
             batch["ref_logps"] = torch.tensor([feature[column] for column in REF_COLUMNS for feature in features], dtype=torch.float32)
+        if "row" in features[0]:
+            batch[ROW_IDS] = [(feature["source"], int(feature["row"])) for feature in features]
         return batch
 
     def _padded(self, sequences):

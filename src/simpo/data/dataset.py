@@ -1,4 +1,9 @@
-"""From a recipe's `dataset_mixer` to tokenized train and test sets, with one log line per split."""
+"""From a recipe's `dataset_mixer` to tokenized train and test sets, with one log line per split.
+
+Every pair keeps where it came from: `source` (the mixer source's label, as data errors name it)
+and `row` (its row there, counted from 1: line N of a JSON Lines file), through dropping and
+shuffling, so that the trainer can name the rows of a batch (`data.collate`, `training.nonfinite`).
+"""
 
 from __future__ import annotations
 
@@ -37,12 +42,21 @@ def build_pair_datasets(config: DataConfig, encoder: PairEncoder, seed: int = 42
 
     parts: dict[str, list] = {"train": [], "test": []}
     for role, label, rows in mixed_splits(config.dataset_mixer, config.dataset_splits):
-        parts[role].append(encode_rows(label, rows, partial(_encode, encoder), _features(), config.preprocessing_num_workers))
+        encoded = encode_rows(label, rows, partial(_encode, encoder), _features(), config.preprocessing_num_workers)
+        parts[role].append(_with_row_ids(encoded, label))
     train = _keep_and_report("train", concatenate_datasets(parts["train"])).shuffle(seed=seed)
     test = _keep_and_report("test", concatenate_datasets(parts["test"])) if parts["test"] else None
     if test is None:
         logger.warning("no test split in %s: evaluation is off", list(config.dataset_mixer))
     return train, test
+
+
+def _with_row_ids(encoded, label: str):
+    """The encoded rows with their `source` (label) and `row` (counted from 1, as `encode_rows` names them)."""
+    from datasets import Value
+
+    encoded = encoded.add_column("source", [label] * len(encoded), feature=Value("string"))
+    return encoded.add_column("row", list(range(1, len(encoded) + 1)), feature=Value("int32"))
 
 
 def _keep_and_report(role: str, encoded):

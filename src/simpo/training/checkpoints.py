@@ -27,6 +27,23 @@ def is_complete_checkpoint(folder: Path) -> bool:
     return all(path.stat().st_size > 0 for path in folder.iterdir() if path.is_file())
 
 
+def checkpoint_folders(output_dir) -> list[Path]:
+    """The `checkpoint-N` folders in `output_dir`, newest (highest N) first."""
+    output_dir = Path(output_dir)
+    found = [path for path in output_dir.iterdir() if path.is_dir() and _CHECKPOINT.fullmatch(path.name)] if output_dir.is_dir() else []
+    return sorted(found, key=lambda path: int(_CHECKPOINT.fullmatch(path.name).group(1)), reverse=True)
+
+
+def newest_complete_checkpoint(output_dir, warn: bool = False) -> Path | None:
+    """The newest complete `checkpoint-N` in `output_dir` (None: none); `warn`: log each incomplete one passed over."""
+    for folder in checkpoint_folders(output_dir):
+        if is_complete_checkpoint(folder):
+            return folder
+        if warn:
+            logger.warning("skipping %s: an incomplete checkpoint (a run stopped while writing it)", folder)
+    return None
+
+
 def resume_point(args) -> str | None:
     """The checkpoint to resume from (None: start over): an explicit `resume_from_checkpoint`, else the
     newest complete `checkpoint-N` in `output_dir` (`resume_from_checkpoint: false` starts over)."""
@@ -35,11 +52,8 @@ def resume_point(args) -> str | None:
         return None
     if wanted not in (None, "true", "True"):
         return wanted
-    output_dir = Path(args.output_dir)
-    found = [path for path in output_dir.iterdir() if path.is_dir() and _CHECKPOINT.fullmatch(path.name)] if output_dir.is_dir() else []
-    for folder in sorted(found, key=lambda path: int(_CHECKPOINT.fullmatch(path.name).group(1)), reverse=True):
-        if is_complete_checkpoint(folder):
-            logger.warning("resuming from %s (set resume_from_checkpoint: false to start over)", folder)
-            return str(folder)
-        logger.warning("skipping %s: an incomplete checkpoint (a run stopped while writing it)", folder)
+    folder = newest_complete_checkpoint(args.output_dir, warn=True)
+    if folder is not None:
+        logger.warning("resuming from %s (set resume_from_checkpoint: false to start over)", folder)
+        return str(folder)
     return None

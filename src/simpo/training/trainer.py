@@ -10,6 +10,9 @@ Losses with a reference model (dpo, ipo, kto_pair, rdpo) get the reference log-p
 precomputed once for the train and eval sets before training (`precompute_ref_logps: true`, the
 default; see `reference.py`), or from a live, frozen reference model run on every batch. The
 reference is `ref_model` when given, else the initial policy.
+
+A non-finite loss or gradient norm stops the run, or skips the step's update (`on_nonfinite`; see
+`nonfinite.py`); a model with a non-finite weight is never saved.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from torch import nn
 from transformers import Trainer
 
 from ..config.recipe import SimPOConfig
-from ..data.collate import PairCollator
+from ..data.collate import ROW_IDS, PairCollator
 from ..ops.attention import use_per_sequence_attention
 from ..ops.logprobs import response_logps
 from ..ops.recompute import recompute_in_backward
 from .losses import PairLogps, preference_loss
+from .nonfinite import SKIPS, NonFiniteGuard
 from .reference import with_reference_logps
 
 
@@ -68,6 +72,8 @@ class SimPOTrainer(Trainer):
         # of accumulation steps itself (it skips that for models that take `num_items_in_batch`).
         self.model_accepts_loss_kwargs = False
         self._pair_metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.nonfinite = NonFiniteGuard(args.on_nonfinite, args.output_dir, self.accelerator, check_gradients=not args.fp16)
+        self.add_callback(self.nonfinite)
         self.ref_model = None
         if args.needs_reference:
             if args.precompute_ref_logps:
@@ -126,6 +132,23 @@ class SimPOTrainer(Trainer):
         self._store(metrics, "train" if model.training else "eval")
         return (loss, metrics) if return_outputs else loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.nonfinite.record(loss, inputs.get(ROW_IDS))
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        # Trainer calls this between the step's gradient norm (before clipping) and the optimizer
+        # step: the one place to decide on the step's update.
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        if self.nonfinite.step_is_skipped(self.state.global_step + 1, grad_norm):
+            model.zero_grad(set_to_none=True)  # the optimizer skips parameters without a gradient
+        return grad_norm
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        self.nonfinite.check_weights(self.model, self.state.global_step)  # checkpoints and the final model alike
+        super().save_model(output_dir, _internal_call)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
@@ -144,4 +167,6 @@ class SimPOTrainer(Trainer):
             for key, chunks in stored.items():
                 logs[prefix + key] = torch.cat(chunks).float().mean().item()
             stored.clear()
+        if split == "train" and self.args.on_nonfinite == "skip":
+            logs[SKIPS] = self.nonfinite.skips
         super().log(logs, start_time)
