@@ -78,6 +78,13 @@ CASES += [
     train_case("on-nonfinite-unknown", "on_nonfinite must be one of stop, skip", {"on_nonfinite": "ignore"}),
     train_case("on-nonfinite-skip-under-deepspeed", "on_nonfinite: skip cannot skip an update under deepspeed",
                {"on_nonfinite": "skip", "deepspeed": "ds.json"}, files={"ds.json": "{}"}),
+    train_case("overwrite-and-resume", "overwrite_output_dir: true starts over, resume_from_checkpoint: true continues",
+               {"overwrite_output_dir": True, "resume_from_checkpoint": True}),
+    # output_dir holds a run of another recipe: refused before anything loads, naming each difference.
+    train_case("output-dir-of-another-recipe", "holds a run made with another recipe (learning_rate: 0.001 -> 1.0e-05)", files={
+        "out/recipe.yaml": recipe_text({**TRAIN, "learning_rate": 1e-3}), "out/checkpoint-1/trainer_state.json": "{}"}),
+    train_case("output-dir-of-an-unknown-recipe", "holds a run without a readable recipe.yaml",
+               files={"out/trainer_state.json": "{}"}),
 ]
 
 

@@ -76,6 +76,7 @@ class SimPOConfig(TrainingArguments):
     share_prompt: bool = recipe_key(True, "In a packed row, each pair's prompt once for both responses (eager and SDPA attention; exact)")
     logps_chunk_size: int = recipe_key(256, "Response tokens per chunk of output head + log-softmax, recomputed in backward; 0: the model's own head")
     on_nonfinite: str = recipe_key("stop", "What a non-finite loss or gradient norm does: stop (the run ends naming the step and its rows, the last checkpoint intact) or skip (that step's update is skipped and counted in nonfinite_skips)")
+    overwrite_output_dir: bool = recipe_key(False, "Start over in an output_dir that holds a run: its contents are first moved aside to OUTPUT_DIR.previous-N (otherwise a run made with another recipe is refused, the same recipe resumes)")
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False
 
@@ -157,6 +158,9 @@ def _check_training_values(values: dict[str, Any]) -> None:
     if on_nonfinite == "skip" and values.get("deepspeed"):
         raise RecipeError("on_nonfinite: skip cannot skip an update under deepspeed, whose engine steps the optimizer "
                           "inside backward; use on_nonfinite: stop")
+    if values.get("overwrite_output_dir") and values.get("resume_from_checkpoint") not in (None, "false"):
+        raise RecipeError(f"overwrite_output_dir: true starts over, resume_from_checkpoint: {values['resume_from_checkpoint']} "
+                          "continues a run; keep one")
     if values.get("tokenization", "template") not in TOKENIZATIONS:
         raise RecipeError(f"tokenization must be one of {', '.join(TOKENIZATIONS)}, got {values['tokenization']!r}")
     max_length, max_prompt_length = values.get("max_length", 1024), values.get("max_prompt_length", 512)

@@ -18,9 +18,10 @@ from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
 from ..training.checkpoints import resume_point
 from ..training.curves import write_curves
+from ..training.run_folder import RECIPE_FILE, check_output_dir, move_aside
 from ..training.run_info import write_run_info
 from ..training.trainer import SimPOTrainer
-from .lock import folder_lock
+from .lock import LOCK_FILE, folder_lock
 
 logger = logging.getLogger("simpo")
 
@@ -34,6 +35,8 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     start = time.perf_counter()
     args = recipe.training
     check_installed(args)
+    # A run of another recipe in output_dir is refused before anything loads or is written.
+    check_output_dir(args.output_dir, recipe.raw, args.overwrite_output_dir)
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
     encoder = PairEncoder.for_recipe(tokenizer, args, recipe.model.model_name_or_path)
@@ -46,6 +49,10 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     # output_dir is written from here on (the trainer makes it), the recipe and data checked; one
     # process of a distributed run holds its lock.
     with folder_lock(args.output_dir) if args.process_index == 0 else contextlib.nullcontext():
+        if args.overwrite_output_dir:
+            with args.main_process_first(desc="moving the previous run aside"):
+                if args.process_index == 0:
+                    move_aside(args.output_dir, keep=(LOCK_FILE,))
         reference = recipe.model.ref_model_name_or_path
         trainer = SimPOTrainer(
             model=model, args=args, processing_class=tokenizer, train_dataset=train_set, eval_dataset=test_set,
@@ -56,7 +63,7 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
 
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
+        (output_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
 
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
         before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
