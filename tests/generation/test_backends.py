@@ -65,13 +65,18 @@ def test_copies_of_a_prompt_share_its_prefill_and_equal_separate_runs(smollm2_pr
     assert copies == [text for text in single for _ in range(3)] and copies_tokens == 3 * single_tokens
 
 
-def test_samples_per_seed_reproduce_and_differ_between_seeds(smollm2_prompts):
+def test_samples_reproduce_by_seed_whatever_shared_their_batch(smollm2_prompts):
     model, tokenizer, renderer, prompts = smollm2_prompts
-    backend = TransformersBackend(model, tokenizer, renderer.stop_ids, 4)
-    first, tokens = backend.sample(prompts, [13, 21, 42], 0, 0.8, 0.95, 16)
-    again, tokens_again = backend.sample(prompts, [13, 21, 42], 0, 0.8, 0.95, 16)
-    other_shard, _ = backend.sample(prompts, [13, 21, 42], 1, 0.8, 0.95, 16)
-    assert first == again and tokens == tokens_again
-    assert [len(row) for row in first] == [3] * len(prompts)
-    assert first != other_shard
-    assert all(len(set(row)) > 1 for row in first)  # three samples of a prompt are three draws, not one
+    shards = [prompts[:3], prompts[3:]]
+
+    def sample(batch_size, seeds=(13, 21, 42), shards=shards):
+        backend = TransformersBackend(model, tokenizer, renderer.stop_ids, batch_size)
+        return {number: (texts, tokens) for number, texts, tokens in backend.sample_shards(shards, list(seeds), 0.8, 0.95, 16)}
+
+    first = sample(1)  # one prompt (three rows) at a time: rows are refilled one prompt at a time
+    assert first == sample(1) == sample(4)  # and all four prompts in one batch
+    assert sample(4, shards=shards[::-1]) == {0: first[1], 1: first[0]}  # a shard's text does not depend on its place
+    assert [len(row) for texts, _ in first.values() for row in texts] == [3] * len(prompts)
+    assert all(len(set(row)) > 1 for texts, _ in first.values() for row in texts)  # three seeds, three draws
+    other = sample(4, seeds=(13, 21, 43))
+    assert [row[:2] for row in other[0][0]] == [row[:2] for row in first[0][0]] and other[0][0] != first[0][0]

@@ -33,7 +33,23 @@ def test_growing_layer_equals_dynamic_layer_through_appends_selects_repeats_and_
         batch = {"repeat": batch * 3, "select": 4}.get(operation, batch)
         assert torch.equal(growing.keys, dynamic.keys) and torch.equal(growing.values, dynamic.values)
         assert growing.get_seq_length() == dynamic.get_seq_length()
-    assert growing.key_buffer.shape[-2] == 600  # the first 300 tokens exactly, then doubled once for the 301st
+    # 300 tokens: 300 + 300 // 8 = 337 columns, which hold the 301st; the 501st grows it to 501 + 62
+    assert growing.key_buffer.shape[-2] == 563
+
+
+def test_place_and_splice_lay_rows_against_the_right_edge():
+    layer, incoming = GrowingLayer(), GrowingLayer()
+    old, new = _states(3, 10, 0), _states(2, 6, 1)
+    layer.update(*old)
+    assert layer.key_buffer.shape[-2] == 26 and not layer.key_buffer[:, :, 10:].any()  # 16 columns of zeros to spare
+    incoming.update(*new)
+    layer.place(torch.tensor([2, 0]), *new)  # rows 2 and 0 now hold the new rows in their last 6 columns
+    assert torch.equal(layer.keys[[2, 0], :, 4:], new[0]) and torch.equal(layer.keys[1], old[0][1])
+    assert torch.equal(layer.values[[2, 0], :, :4], old[1][[2, 0], :, :4])  # stale columns, hidden by the mask
+    layer.splice(torch.tensor([1]), 3, incoming, 8)  # row 1 without 3 columns (7 left), then the 2 incoming rows (6)
+    assert layer.keys.shape == (3, 2, 8, 4) and layer.get_seq_length() == 8
+    assert torch.equal(layer.keys[0, :, 1:], old[0][1, :, 3:]) and not layer.keys[0, :, :1].any()
+    assert torch.equal(layer.values[1:, :, 2:], new[1]) and not layer.values[1:, :, :2].any()
 
 
 def test_decoding_with_the_growing_cache_gives_the_same_logits(tiny_model_dir):

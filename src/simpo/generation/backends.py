@@ -1,10 +1,10 @@
 """Sampling engines with one interface: `generate(prompt_ids, seed, temperature, top_p, max_new_tokens)`
-for one response per prompt, and `sample(prompt_ids, seeds, key, ...)` for one per prompt and seed.
+for one response per prompt, and `sample_shards(shards, seeds, ...)` for one per prompt and seed.
 
-- `transformers`: prompts sorted by length, left-padded batches, KV cache, all samples of a prompt
-  in the batch sharing its prefill, finished rows leaving the batch; batch b of a call with seed s
-  samples from `torch.manual_seed(s + b)`, so the same call reproduces the same text on the same
-  machine;
+- `transformers`: continuous batching (`generation.engine`): all samples of a prompt share its
+  prefill, finished rows leave the batch and waiting prompts take their places, across shards;
+  every sample draws from its own random stream, seeded from its seed and its prompt's tokens, so
+  the same settings give the same text on the same machine, whichever prompts shared its batch;
 - `vllm`: one request per prompt with `SamplingParams(seed=s)`, as the official scripts do.
 """
 
@@ -13,106 +13,68 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+from collections.abc import Iterator
 
 import torch
 
 from ..errors import RecipeError
 from ..models.loading import load_model, resolve_model_path
 from ..models.precision import resolve_dtype
-from .kv_cache import growing_cache
-from .sampling import NucleusSampling
+from .engine import Engine, Request
+from .sampling import Sampler
+
+
+def stream_seed(seed: int, prompt: list[int], sample: int = 0) -> int:
+    """The random stream of one sample: from the seed, the prompt's tokens and the sample's number."""
+    return int(hashlib.sha256(json.dumps([seed, sample, prompt]).encode()).hexdigest()[:15], 16)
 
 
 class TransformersBackend:
     def __init__(self, model, tokenizer, stop_ids: list[int], batch_size: int):
         self.model, self.tokenizer, self.stop_ids, self.batch_size = model.eval(), tokenizer, stop_ids, batch_size
 
-    def _batch(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float, max_new_tokens: int, copies: int = 1):
-        width = max(map(len, prompts))
+    def _engine(self, temperature: float, top_p: float, max_new_tokens: int, copies: int) -> Engine:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
-        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, ids in enumerate(prompts):  # left padding: every prompt ends where generation starts
-            input_ids[i, width - len(ids) :] = torch.tensor(ids)
-            attention_mask[i, width - len(ids) :] = 1
-        sampler = NucleusSampling(temperature, top_p) if temperature > 0 else None
-        if seed is not None:
-            torch.manual_seed(seed)
-        device = self.model.device
-        with torch.inference_mode():
-            output = self._decode(input_ids.to(device), attention_mask.to(device), sampler, max_new_tokens, pad, copies)
-        texts = [self.tokenizer.decode(new[:-1] if new and new[-1] in self.stop_ids else new, skip_special_tokens=True).strip()
-                 for new in output]
-        return texts, sum(map(len, output))
+        return Engine(self.model, Sampler(temperature, top_p), self.stop_ids, pad, max_new_tokens, self.batch_size * copies)
 
-    def _decode(self, input_ids, attention_mask, sampler, max_new_tokens: int, pad: int, copies: int = 1) -> list[list[int]]:
-        """The new tokens of each row, up to and including its stop token, at most `max_new_tokens`;
-        with `copies`, that many rows per prompt (prompt-major), which share the prompt's prefill.
-
-        Greedy without a sampler; with one, a token is drawn from softmax(sampler(logits)) by
-        `torch.multinomial`, as transformers' sampling does. A finished row is fed padding until
-        an eighth of the batch is finished, and then those rows leave the batch with their cache
-        rows, so the batch does not carry finished rows to the length of its longest answer.
-        """
-        model, rows = self.model, input_ids.shape[0] * copies
-        stops = torch.tensor(self.stop_ids, device=input_ids.device)
-        new: list[list[int]] = [[] for _ in range(rows)]
-        active = torch.arange(rows, device=input_ids.device)  # the batch's rows, as input rows
-        finished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
-        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = growing_cache(model.config)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
-        positions = positions[:, -1:]
-        if copies > 1:
-            cache.batch_repeat_interleave(copies)
-            logits, attention_mask, positions = (t.repeat_interleave(copies, dim=0) for t in (logits, attention_mask, positions))
-        for step in range(max_new_tokens):
-            if sampler is None:
-                tokens = logits.argmax(-1)
-            else:
-                tokens = torch.multinomial(sampler(None, logits).softmax(-1), num_samples=1).squeeze(1)
-            tokens = tokens.masked_fill(finished, pad)
-            for row, token, done in zip(active.tolist(), tokens.tolist(), finished.tolist()):
-                if not done:
-                    new[row].append(token)
-            finished |= torch.isin(tokens, stops)
-            if step + 1 == max_new_tokens or bool(finished.all()):
-                break
-            if int(finished.sum()) * 8 >= finished.numel():
-                keep = (~finished).nonzero().squeeze(1)
-                cache.batch_select_indices(keep)
-                active, tokens, attention_mask, positions = active[keep], tokens[keep], attention_mask[keep], positions[keep]
-                finished = finished[keep]
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
-            positions = positions + 1
-            logits = model(input_ids=tokens.unsqueeze(1), attention_mask=attention_mask, position_ids=positions,
-                           cache=cache, use_cache=True).logits[:, -1].float()
-        return new
+    def _text(self, new: list[int]) -> str:
+        return self.tokenizer.decode(new[:-1] if new and new[-1] in self.stop_ids else new, skip_special_tokens=True).strip()
 
     def generate(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float, max_new_tokens: int,
                  copies: int = 1) -> tuple[list[str], int]:
         """`copies` responses per prompt (prompt-major: prompt i's are texts[i * copies : (i + 1) * copies])
-        and the number of tokens generated. Batch b samples from `torch.manual_seed(seed + b)`."""
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
+        and the number of tokens generated; greedy when `temperature` is 0, else sampled from `seed`
+        (None: a random one)."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths prefill together
+        greedy = temperature == 0
+        if seed is None and not greedy:
+            seed = int(torch.randint(2**62, ()))
+        requests = [Request(prompts[i], [None if greedy else stream_seed(seed, prompts[i], c) for c in range(copies)]) for i in order]
         texts: list[str] = [""] * (len(prompts) * copies)
         tokens = 0
-        for b, start in enumerate(range(0, len(order), self.batch_size)):
-            chunk = order[start : start + self.batch_size]
-            batch_seed = None if seed is None else seed + b
-            batch_texts, batch_tokens = self._batch([prompts[i] for i in chunk], batch_seed, temperature, top_p, max_new_tokens, copies)
-            for j, i in enumerate(chunk):
-                texts[i * copies : (i + 1) * copies] = batch_texts[j * copies : (j + 1) * copies]
-            tokens += batch_tokens
+        for k, rows in self._engine(temperature, top_p, max_new_tokens, copies).run(requests):
+            texts[order[k] * copies : (order[k] + 1) * copies] = map(self._text, rows)
+            tokens += sum(map(len, rows))
         return texts, tokens
 
-    def sample(self, prompts: list[list[int]], seeds: list[int], key: int, temperature: float, top_p: float, max_new_tokens: int):
-        """One response per prompt and seed ([prompt][seed]) and the tokens generated: all seeds of a
-        batch of prompts in one batch, each prompt prefilled once. The batches sample from one seed
-        derived from `seeds` and `key` (the shard), so the same settings give the same text."""
-        seed = int(hashlib.sha256(json.dumps([seeds, key]).encode()).hexdigest()[:12], 16)
-        texts, tokens = self.generate(prompts, seed, temperature, top_p, max_new_tokens, copies=len(seeds))
-        return [texts[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(prompts))], tokens
+    def sample_shards(self, shards: list[list[list[int]]], seeds: list[int], temperature: float, top_p: float,
+                      max_new_tokens: int) -> Iterator[tuple[int, list[list[str]], int]]:
+        """(shard number, one response per prompt and seed ([prompt][seed]), tokens generated) as each
+        shard of prompts finishes; the prompts of all shards flow through one batch."""
+        requests, owner = [], []
+        for number, prompts in enumerate(shards):
+            for position, prompt in enumerate(prompts):
+                requests.append(Request(prompt, [stream_seed(seed, prompt) for seed in seeds]))
+                owner.append((number, position))
+        results = [[None] * len(prompts) for prompts in shards]
+        left, tokens = [len(prompts) for prompts in shards], [0] * len(shards)
+        for k, rows in self._engine(temperature, top_p, max_new_tokens, len(seeds)).run(requests):
+            number, position = owner[k]
+            results[number][position] = [self._text(row) for row in rows]
+            tokens[number] += sum(map(len, rows))
+            left[number] -= 1
+            if not left[number]:
+                yield number, results[number], tokens[number]
 
 
 class VLLMBackend:
@@ -132,15 +94,17 @@ class VLLMBackend:
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
         return [out.outputs[0].text.strip() for out in outputs], sum(len(out.outputs[0].token_ids) for out in outputs)
 
-    def sample(self, prompts: list[list[int]], seeds: list[int], key: int, temperature: float, top_p: float, max_new_tokens: int):
-        """One response per prompt and seed ([prompt][seed]): each request seeded with its seed, as the
-        official scripts do (`key` is not needed: a request's seed alone fixes its sample)."""
-        per_seed, tokens = [], 0
-        for seed in seeds:
-            texts, count = self.generate(prompts, seed, temperature, top_p, max_new_tokens)
-            per_seed.append(texts)
-            tokens += count
-        return [list(row) for row in zip(*per_seed)], tokens
+    def sample_shards(self, shards: list[list[list[int]]], seeds: list[int], temperature: float, top_p: float,
+                      max_new_tokens: int) -> Iterator[tuple[int, list[list[str]], int]]:
+        """(shard number, one response per prompt and seed ([prompt][seed]), tokens generated) per
+        shard: each request seeded with its seed, as the official scripts do."""
+        for number, prompts in enumerate(shards):
+            per_seed, tokens = [], 0
+            for seed in seeds:
+                texts, count = self.generate(prompts, seed, temperature, top_p, max_new_tokens)
+                per_seed.append(texts)
+                tokens += count
+            yield number, [list(row) for row in zip(*per_seed)], tokens
 
 
 def pick_backend(name: str) -> str:

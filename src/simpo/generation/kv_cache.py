@@ -1,11 +1,15 @@
-"""A KV cache whose full-attention layers grow in place, for long answers on the CPU.
+"""A KV cache whose layers grow in place, for decoding on the CPU.
 
 transformers' `DynamicLayer` appends each step's keys and values with `torch.cat`, copying the
 whole cache every step: at batch 16 and 800 cached tokens, SmolLM2's 30 layers copy ~0.6 GB per
-token, more than half the step. `GrowingLayer` keeps a buffer with room to spare (its capacity
-doubles when full), writes each step into it and hands attention views of the filled part, so a
-step copies only the new token's keys and values. Sliding-window layers (Gemma-2's) are bounded by
-their window and stay as transformers builds them.
+token, more than half the step. `GrowingLayer` keeps a zero-filled buffer with room to spare (an
+eighth more, at least 16 columns, when it fills), writes each step into it and hands attention
+views of the filled part, so a step copies only the new token's keys and values. A view carries
+its whole buffer as `.whole`: contiguous, and finite past the filled part (zeros, or what a crop
+left), single-query attention reads it without copying (`ops.decode_attention`).
+
+The continuous-batching engine (`generation.engine`) also places new rows into finished rows'
+places (`place`), drops rows and the columns no row needs any more (`splice`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+
+def room_for(length: int) -> int:
+    """Columns to allocate for `length` filled ones: an eighth more, at least 16."""
+    return length + max(16, length // 8)
 
 
 class GrowingLayer(DynamicLayer):
@@ -25,9 +34,9 @@ class GrowingLayer(DynamicLayer):
         capacity = 0 if self.key_buffer is None else self.key_buffer.shape[-2]
         if needed <= capacity:
             return
-        capacity = max(needed, 2 * capacity, 256)
-        keys = like_keys.new_empty((*like_keys.shape[:-2], capacity, like_keys.shape[-1]))
-        values = like_values.new_empty((*like_values.shape[:-2], capacity, like_values.shape[-1]))
+        capacity = room_for(needed)
+        keys = like_keys.new_zeros((*like_keys.shape[:-2], capacity, like_keys.shape[-1]))
+        values = like_values.new_zeros((*like_values.shape[:-2], capacity, like_values.shape[-1]))
         if self.length:
             keys[..., : self.length, :] = self.key_buffer[..., : self.length, :]
             values[..., : self.length, :] = self.value_buffer[..., : self.length, :]
@@ -36,6 +45,7 @@ class GrowingLayer(DynamicLayer):
     def _expose(self) -> None:
         self.keys = self.key_buffer[..., : self.length, :]
         self.values = self.value_buffer[..., : self.length, :]
+        self.keys.whole, self.values.whole = self.key_buffer, self.value_buffer  # for `ops.decode_attention`
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
@@ -70,17 +80,48 @@ class GrowingLayer(DynamicLayer):
         elif tokens_to_remove > 0:
             super().crop(tokens_to_remove)
 
+    def place(self, rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Overwrite rows `rows` with `keys`/`values` [len(rows), heads, n, dim] in the last n columns;
+        their columns before those keep stale entries, which the attention mask hides."""
+        columns = slice(self.length - keys.shape[-2], self.length)
+        self.key_buffer[rows, :, columns] = keys
+        self.value_buffer[rows, :, columns] = values
+
+    def splice(self, keep: torch.Tensor | None, drop: int, incoming: GrowingLayer | None, width: int) -> None:
+        """Rows `keep` (None: all) without their first `drop` columns, then `incoming`'s rows, each set
+        against the right edge of `width` columns; the columns left of a row's own are zeros
+        (padding, which the attention mask hides)."""
+        parts = []
+        if keep is None or len(keep):
+            rows = slice(None) if keep is None else keep
+            parts.append((self.key_buffer[rows, :, drop : self.length], self.value_buffer[rows, :, drop : self.length]))
+        if incoming is not None:
+            parts.append((incoming.keys, incoming.values))
+        like = parts[0][0]
+        shape = (sum(keys.shape[0] for keys, _ in parts), like.shape[1], room_for(width), like.shape[-1])
+        self.key_buffer, self.value_buffer = like.new_zeros(shape), like.new_zeros(shape)
+        row = 0
+        for keys, values in parts:
+            count, length = keys.shape[0], keys.shape[-2]
+            self.key_buffer[row : row + count, :, width - length : width] = keys
+            self.value_buffer[row : row + count, :, width - length : width] = values
+            row += count
+        self.length = width
+        self._expose()
+
     def reset(self) -> None:
         self.key_buffer = self.value_buffer = None
         self.length = 0
         super().reset()
 
 
-def growing_cache(config) -> DynamicCache:
-    """transformers' cache for `config`, its full-attention layers replaced by `GrowingLayer`s."""
+def growing_cache(config, every_layer: bool = False) -> DynamicCache:
+    """transformers' cache for `config`, its full-attention layers (with `every_layer`, its
+    sliding-window layers too: they then keep every token, and the sliding-window mask hides the
+    old ones) replaced by `GrowingLayer`s."""
     cache = DynamicCache(config=config)
     if cache.layers:
-        cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+        cache.layers = [GrowingLayer() if every_layer or type(layer) is DynamicLayer else layer for layer in cache.layers]
     else:  # a config without layer types: transformers adds layers of one class as they are needed
         cache.layer_class_to_replicate = GrowingLayer
     return cache

@@ -29,7 +29,8 @@ from .blocked_attention import blocked_attention, compute_dtype
 PREFIX = "simpo_packed_"
 
 
-def _original(module, name: str):
+def model_attention(module, name: str):
+    """The model's own attention function of implementation `name`."""
     if name == "eager":  # each model module defines its own eager attention
         return sys.modules[type(module).__module__].eager_attention_forward
     return AttentionInterface._global_mapping[name]
@@ -85,7 +86,7 @@ def _blocked(module, name: str, query: torch.Tensor, kwargs: dict) -> bool:
 
 def _per_sequence(name: str):
     def attention(module, query, key, value, attention_mask, **kwargs):
-        original = _original(module, name)
+        original = model_attention(module, name)
         layout = _layout(kwargs.get("position_ids"))
         if layout is None:
             return original(module, query, key, value, attention_mask, **kwargs)

@@ -1,9 +1,10 @@
 """`simpo generate`: N responses per prompt from the policy, resumable, with a recorded seed each.
 
-Under the `transformers` backend a batch of prompts is sampled for all seeds at once, from a seed
-derived from the seeds and the shard (see `generation.backends`), so a rerun with the same settings
-reproduces the same text on the same machine; under `vllm` each request gets its seed, as the
-official scripts do. Sampling follows the official settings (temperature, top_p; no top-k).
+Under the `transformers` backend the prompts of all pending shards flow through one continuously
+refilled batch, all seeds of a prompt sharing its prefill, and a shard is written as soon as its
+last prompt finishes; each sample draws from a stream seeded by its seed and its prompt (see
+`generation.backends`), so a rerun with the same settings reproduces the same text on the same
+machine; under `vllm` each request gets its seed, as the official scripts do. Sampling follows the official settings (temperature, top_p; no top-k).
 
 Output rows: `prompt_id`, `prompt` (as given), `all_generated_responses` (one per seed),
 `seeds`, `row` (the input row number), and the input row's other fields (e.g. `answer`).
@@ -63,12 +64,12 @@ def run_generate(model_config, config: GenerateConfig, check=None) -> str:
             done = len(rows) - sum(len(output.shard_rows(i)) for i in pending)
             progress = tqdm(total=len(rows), initial=done, unit="prompt", desc="generate")
             start, tokens = time.perf_counter(), 0
-            for index in pending:
-                numbers = list(output.shard_rows(index))
-                responses, count = backend.sample([prompt_ids[i] for i in numbers], config.seeds, index, config.temperature,
-                                                  config.top_p, config.max_new_tokens)
+            shards = [list(output.shard_rows(index)) for index in pending]
+            for position, responses, count in backend.sample_shards([[prompt_ids[i] for i in numbers] for numbers in shards], config.seeds,
+                                                                    config.temperature, config.top_p, config.max_new_tokens):
+                numbers = shards[position]
                 tokens += count
-                output.write(index, [
+                output.write(pending[position], [
                     {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": responses[j],
                      "seeds": config.seeds, "row": rows[i].row, **rows[i].extra}
                     for j, i in enumerate(numbers)
