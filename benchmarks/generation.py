@@ -1,96 +1,173 @@
-"""Generation throughput: simpo's `transformers` backend against plain batched `model.generate`.
+"""Generation throughput and decode MFU, whole process: simpo's engine, the backend before it, and
+plain batched `model.generate`, on the same prompts with the same settings.
 
-    python benchmarks/generation.py                          # bundled SmolLM2, dtype auto, the pipeline's sampling
-    python benchmarks/generation.py --dtype float32 --batch-size 96
+    python benchmarks/generation.py                  # the pipeline's settings (below), dtype auto
+    python benchmarks/generation.py --long           # long answers: 96 AlpacaEval instructions x 1 seed, 512 new tokens
+    python benchmarks/generation.py --dtype float32 --engines simpo,previous
 
-Both sample the same prompts (the bundled arithmetic prompts), sorted by length and cut into the
-same batches, with temperature 0.8, top_p 0.95 and the same `max_new_tokens`. `generate` is
-transformers' own loop and top-p (finished rows stay in the batch until its longest answer ends);
-`simpo` is `TransformersBackend` (finished rows leave the batch, top-p without a full sort);
-`simpo-seeds` (with --seeds) samples the official five seeds of each prompt as the pipeline does,
-`batch size / 5` prompts a batch, so that a batch has the same number of rows.
-Tokens are generated tokens up to and including the end-of-turn token. Emulate a CPU without
-native bf16 with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
+The pipeline's settings: the bundled arithmetic prompts (data/verifiable-prompts), 240 of them x the
+official five seeds, temperature 0.8, top_p 0.95, 64 new tokens, 48 prompts a batch (240 rows),
+shards of 48. Each engine runs in a process of its own, timed from its start to its exit (imports,
+model load, prefill and decode): `simpo` is this tree's `TransformersBackend.sample_shards`
+(continuous batching); `previous` is the transformers backend of commit 735967c (static batches of
+48 prompts x 5 seeds whose finished rows leave, SDPA, full-vocabulary multinomial), run from a git
+worktree of that commit; `generate` is transformers' own loop, `num_return_sequences` 5, on the
+same batches; `generate_batch` is transformers' continuous batching (paged attention, SDPA), its
+default scheduler, all prompts at once. Tokens are the generated tokens up to and including the end-of-turn token. Decode
+MFU = tokens/s x 2 x parameters / the matmul peak measured here in that dtype (a 2048^3 matmul).
+Emulate a CPU without native bf16 with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parents[1]
+PREVIOUS = "735967c"
+SEEDS = [13, 21, 42, 79, 100]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+
+def matmul_peak(dtype) -> float:
+    import torch
+
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    best = float("inf")
+    for _ in range(6):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048**3 / best
+
+
+def worker(engine: str, settings: dict) -> None:
+    """Generate as `engine` does and print the tokens generated (run in a process of its own)."""
+    if engine == "previous":
+        sys.path.insert(0, settings["previous_src"])
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from simpo.ops.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI does
+    tokenizer = AutoTokenizer.from_pretrained(settings["model"])
+    attention = {"attn_implementation": "paged|sdpa"} if engine == "generate_batch" else {}
+    model = AutoModelForCausalLM.from_pretrained(settings["model"], dtype=getattr(torch, settings["dtype"]), **attention).eval()
+    prompts, seeds, batch, stops = settings["prompts"], settings["seeds"], settings["batch_size"], settings["stop_ids"]
+    shards = [prompts[i : i + settings["shard_size"]] for i in range(0, len(prompts), settings["shard_size"])]
+    sampling = (settings["temperature"], settings["top_p"], settings["max_new_tokens"])
+    tokens = 0
+    if engine == "generate_batch":
+        from transformers import GenerationConfig
+
+        config = GenerationConfig(do_sample=True, temperature=sampling[0], top_p=sampling[1], top_k=0, max_new_tokens=sampling[2],
+                                  num_return_sequences=len(seeds), eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
+        with torch.inference_mode():
+            outputs = model.generate_batch(inputs=prompts, generation_config=config)
+        tokens = sum(len(output.generated_tokens) for output in outputs.values())
+    elif engine == "generate":
+        pad = tokenizer.pad_token_id
+        for b, start in enumerate(range(0, len(prompts), batch)):
+            chunk = prompts[start : start + batch]
+            width = max(map(len, chunk))
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in chunk])
+            mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk])
+            torch.manual_seed(b)
+            with torch.inference_mode():
+                output = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=sampling[0], top_p=sampling[1],
+                                        top_k=0, max_new_tokens=sampling[2], num_return_sequences=len(seeds), eos_token_id=stops,
+                                        pad_token_id=pad)
+            for new in output[:, width:].tolist():
+                end = next((i for i, token in enumerate(new) if token in stops), None)
+                tokens += len(new) if end is None else end + 1
+    else:
+        from simpo.generation.backends import TransformersBackend
+
+        backend = TransformersBackend(model, tokenizer, stops, batch)
+        if engine == "simpo":
+            tokens = sum(count for _, _, count in backend.sample_shards(shards, seeds, *sampling))
+        else:
+            tokens = sum(backend.sample(shard, seeds, index, *sampling)[1] for index, shard in enumerate(shards))
+    print(json.dumps({"tokens": tokens}))
+
+
+def previous_tree() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"simpo-{PREVIOUS}"
+    if not folder.is_dir():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), PREVIOUS], check=True, capture_output=True)
+    return folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=48)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--long", action="store_true", help="96 AlpacaEval instructions x 1 seed, 512 new tokens, 16 a batch")
+    parser.add_argument("--prompts", type=int, help="how many prompts (default 240, --long 96)")
+    parser.add_argument("--batch-size", type=int, help="prompts a batch (default 48, --long 16)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--seeds", action="store_true", help="also the pipeline's five seeds per prompt, sampled in one batch")
+    parser.add_argument("--engines", default="simpo,previous,generate,generate_batch")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.worker:
+        worker(options.worker, json.loads(Path(options.settings).read_text()))
+        return
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
 
-    from simpo.data.bundled import make_prompts
-    from simpo.generation.backends import TransformersBackend
-    from simpo.generation.prompts import PromptRenderer, prompt_messages
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import describe
+
+    from simpo.evals.benchmarks import alpaca_eval
+    from simpo.generation.prompts import PromptRenderer, prompt_messages, read_prompts
     from simpo.models.bundled import bundled_model_dir
-    from simpo.models.precision import DTYPES, resolve_dtype
+    from simpo.models.precision import resolve_dtype
 
     dtype = resolve_dtype(options.dtype)
     folder = bundled_model_dir("smollm2-135m-instruct")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype]).eval()
-    renderer = PromptRenderer(tokenizer)
-    prompts = sorted((renderer.ids(prompt_messages(row["prompt"], "")) for row in make_prompts(options.prompts, seed=99)), key=len)
-    batches = [prompts[i : i + options.batch_size] for i in range(0, len(prompts), options.batch_size)]
-    pad = tokenizer.pad_token_id
+    renderer = PromptRenderer(AutoTokenizer.from_pretrained(folder))
+    count = options.prompts or (96 if options.long else 240)
+    if options.long:
+        questions = [item["instruction"] for item in alpaca_eval("offline")[1][:count]]
+    else:
+        questions = [row.prompt for row in read_prompts(str(REPO / "data/verifiable-prompts"), "train", count, unique=True)[0]]
+    settings = {
+        "model": str(folder), "dtype": dtype, "prompts": [renderer.ids(prompt_messages(q, "")) for q in questions],
+        "seeds": SEEDS[:1] if options.long else SEEDS, "batch_size": options.batch_size or (16 if options.long else 48),
+        "shard_size": 48, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 512 if options.long else 64,
+        "stop_ids": renderer.stop_ids, "previous_src": str(previous_tree() / "src"),
+    }
+    config = AutoConfig.from_pretrained(folder)
+    from transformers import AutoModelForCausalLM
 
-    def plain_generate() -> int:
-        tokens = 0
-        for b, batch in enumerate(batches):
-            width = max(map(len, batch))
-            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])
-            mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
-            torch.manual_seed(13 + b)
-            with torch.inference_mode():
-                output = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=options.max_new_tokens, do_sample=True,
-                                        temperature=0.8, top_p=0.95, top_k=0, eos_token_id=renderer.stop_ids, pad_token_id=pad)
-            for new in output[:, width:].tolist():
-                end = next((i for i, token in enumerate(new) if token in renderer.stop_ids), None)
-                tokens += len(new) if end is None else end + 1
-        return tokens
-
-    def simpo_backend() -> int:
-        return TransformersBackend(model, tokenizer, renderer.stop_ids, options.batch_size).generate(
-            prompts, 13, 0.8, 0.95, options.max_new_tokens)[1]
-
-    def simpo_seeds() -> int:  # the pipeline's way: the official five seeds of each prompt in one batch
-        backend = TransformersBackend(model, tokenizer, renderer.stop_ids, max(1, options.batch_size // 5))
-        return backend.sample(prompts, [13, 21, 42, 79, 100], 0, 0.8, 0.95, options.max_new_tokens)[1]
-
-    print(f"{describe()}; "
-          f"SmolLM2-135M-Instruct {dtype}, {len(prompts)} prompts, batch {options.batch_size}, "
-          f"max_new_tokens {options.max_new_tokens}, temperature 0.8, top_p 0.95")
-    print(f"{'engine':>10} {'tokens':>8} {'seconds':>8} {'tokens/s':>9}")
+    parameters = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    peak = matmul_peak(getattr(torch, dtype))
+    print(f"{describe()}; SmolLM2-135M-Instruct ({parameters / 1e6:.1f}M parameters) {dtype}, matmul peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"{len(settings['prompts'])} prompts x {len(settings['seeds'])} seeds, {settings['batch_size']} prompts a batch, "
+          f"max_new_tokens {settings['max_new_tokens']}, temperature 0.8, top_p 0.95")
+    print("| engine | tokens | seconds (whole process) | tokens/s | decode MFU |\n|---|---|---|---|---|")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(settings, file)
     rates = {}
-    engines = (("generate", plain_generate), ("simpo", simpo_backend), ("simpo-seeds", simpo_seeds))
-    for name, run in engines[: 3 if options.seeds else 2]:
+    for engine in options.engines.split(","):
         start = time.perf_counter()
-        tokens = run()
+        done = subprocess.run([sys.executable, __file__, "--worker", engine, "--settings", file.name], capture_output=True, text=True,
+                              env={**os.environ, "TQDM_DISABLE": "1"})
         seconds = time.perf_counter() - start
-        rates[name] = tokens / seconds
-        print(f"{name:>10} {tokens:>8} {seconds:>8.1f} {rates[name]:>9.1f}")
-    print(f"simpo / generate: {rates['simpo'] / rates['generate']:.2f}x")
-    if options.seeds:
-        print(f"simpo-seeds (5 seeds x {len(prompts)} prompts, {max(1, options.batch_size // 5)} prompts a batch) / generate: "
-              f"{rates['simpo-seeds'] / rates['generate']:.2f}x")
+        if done.returncode:
+            sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
+        tokens = json.loads(done.stdout.strip().splitlines()[-1])["tokens"]
+        rates[engine] = tokens / seconds
+        print(f"| {engine} | {tokens} | {seconds:.1f} | {rates[engine]:.1f} | {rates[engine] * 2 * parameters / peak:.1%} |", flush=True)
+    for other in ("previous", "generate", "generate_batch"):
+        if "simpo" in rates and other in rates:
+            print(f"simpo / {other}: {rates['simpo'] / rates[other]:.2f}x")
 
 
 if __name__ == "__main__":
