@@ -67,7 +67,7 @@ def test_generate_killed_mid_run_resumes_without_loss_or_repeat(tiny_model_dir, 
         process.wait()
     written = sorted(path.name for path in out.glob("shard-*.jsonl"))
     assert 3 <= len(written) < 6 and not (out / "COMPLETE").exists()
-    assert written == [f"shard-{k:05d}.jsonl" for k in range(len(written))]  # shards are written in order
+    assert all(len((out / name).read_text().splitlines()) == 2 for name in written)  # each shard whole (its batch spans shards)
     assert main(["generate", *args]) == 0
     assert main(["generate", *_generate_args(folder, prompts, tmp_path / "whole", "--generate.max_new_tokens", "48")]) == 0
     resumed, whole = read_stage(out), read_stage(tmp_path / "whole")
