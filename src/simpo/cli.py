@@ -26,6 +26,8 @@ COMMANDS = {  # verb: (usage, what it does)
              "talk to a model in the terminal, with its chat template and stop tokens"),
     "inspect": ("simpo inspect RECIPE.yaml [--split train] [--rows N] [--json] [--key value ...]",
                 "the first training rows as the trainer scores them: prompt and scored response tokens"),
+    "plan": ("simpo plan RECIPE.yaml --gpus N --gpu-memory GB [--zero 0-3 | --fsdp] [--json] [--key value ...]",
+             "per-device memory of training the recipe, the arithmetic shown, and whether it fits"),
     "prepare-model": ("simpo prepare-model [ALIAS]", "convert a bundled model into the cache once"),
 }
 
@@ -50,6 +52,7 @@ def command_help(name: str) -> str:
     from .stages.card import OPTION_ROWS as CARD_OPTIONS
     from .stages.chat import OPTION_ROWS as CHAT_OPTIONS
     from .stages.inspect import OPTION_ROWS as INSPECT_OPTIONS
+    from .stages.plan import OPTION_ROWS as PLAN_OPTIONS
 
     synopsis, what = COMMANDS[name]
     if name == "eval":
@@ -74,6 +77,7 @@ def command_help(name: str) -> str:
         "card": [("card", CARD_OPTIONS)],
         "chat": [("chat", CHAT_OPTIONS)],
         "inspect": [("inspect", INSPECT_OPTIONS)],
+        "plan": [("plan", PLAN_OPTIONS)],
         "prepare-model": [],
     }[name]
     for title, rows in sections:
@@ -187,6 +191,12 @@ def _inspect(tokens: list[str]) -> None:
     print(inspect_rows(tokens))
 
 
+def _plan(tokens: list[str]) -> None:
+    from .stages.plan import run_plan
+
+    print(run_plan(tokens))
+
+
 def _prepare_model(tokens: list[str]) -> None:
     from .models.bundled import BUNDLED, bundled_model_dir
 
@@ -204,6 +214,7 @@ STAGES = {
     "card": _card,
     "chat": _chat,
     "inspect": _inspect,
+    "plan": _plan,
     "prepare-model": _prepare_model,
 }
 

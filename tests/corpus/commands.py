@@ -43,3 +43,31 @@ CASES += [
     Case("inspect-tokenization-unknown", ("inspect", "recipe.yaml", "--tokenization", "handbook"), "tokenization",
          {"recipe.yaml": recipe_text(TRAIN)}),
 ]
+
+# simpo plan: its options, the model's config (a hub name not on disk, a bad --config), what it cannot size
+CASES += [
+    Case("plan-no-recipe", ("plan", "--gpus", "8", "--gpu-memory", "80"), "recipe"),
+    Case("plan-no-gpus", ("plan", "recipe.yaml", "--gpu-memory", "80"), "--gpus", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-gpus-zero", ("plan", "recipe.yaml", "--gpus", "0", "--gpu-memory", "80"), "--gpus", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-gpus-word", ("plan", "recipe.yaml", "--gpus", "eight", "--gpu-memory", "80"), "--gpus", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-gpu-memory-nan", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "nan"), "--gpu-memory", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-gpu-memory-negative", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "-80"), "--gpu-memory",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-zero-stage-4", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--zero", "4"), "--zero",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-zero-and-fsdp", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--zero", "3", "--fsdp"), "--fsdp",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-option-typo", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--zeros", "3"), "zeros",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-hub-model-not-on-disk", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80"), "--config",
+         {"recipe.yaml": recipe_text({**TRAIN, "model_name_or_path": "nobody/no-such-model"})}),
+    Case("plan-config-missing", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--config", "none.json"), "none.json",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-config-not-json", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--config", "config.json"), "config.json",
+         {"recipe.yaml": recipe_text(TRAIN), "config.json": "model_type: llama"}),
+    Case("plan-config-unknown-layout", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--config", "config.json"), "gpt2",
+         {"recipe.yaml": recipe_text(TRAIN), "config.json": '{"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4}'}),
+    Case("plan-sft-recipe", ("plan", "{repo}/recipes/smollm2-135m-sft.yaml", "--gpus", "1", "--gpu-memory", "24"), "SFT recipe"),
+    Case("plan-optimizer-unknown", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--optim", "adagrad"), "adagrad",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+]
