@@ -1,7 +1,7 @@
 """Continuous batching for the transformers backend: a decode batch kept full from a queue of requests.
 
 A request is a prompt and one row per sample of it (each with its own seed). The batch holds up to
-`max_rows` rows. When an eighth of its rows have finished (a stop token, or `max_new_tokens`),
+`max_rows` rows. When a sixteenth of its rows have finished (a stop token, or `max_new_tokens`),
 they leave, and waiting requests take their places: their prompts are prefilled together, each
 once for all of its rows, and their keys and values join the batch's cache. So a batch never
 carries finished rows to the length of its longest answer, and the matmuls of a step keep their
@@ -63,7 +63,7 @@ class Engine:
         unfinished: dict[int, int] = {}  # rows still decoding, per request
         while True:
             done = int(self.finished.sum())
-            if not self.owners or done * 8 >= len(self.owners):
+            if not self.owners or done * 16 >= len(self.owners):
                 for index in self._refill(requests, queue):
                     outputs[index] = [[] for _ in requests[index].seeds]
                     unfinished[index] = len(requests[index].seeds)
