@@ -6,11 +6,11 @@ plain batched `model.generate`, on the same prompts with the same settings.
     python benchmarks/generation.py --dtype float32 --engines simpo,previous
 
 The pipeline's settings: the bundled arithmetic prompts (data/verifiable-prompts), 240 of them x the
-official five seeds, temperature 0.8, top_p 0.95, 64 new tokens, 48 prompts a batch (240 rows),
-shards of 48. Each engine runs in a process of its own, timed from its start to its exit (imports,
+official five seeds, temperature 0.8, top_p 0.95, 64 new tokens, 96 prompts a batch (480 rows),
+shards of 48 (recipes/smollm2-135m-pipeline.yaml samples 120 of them). Each engine runs in a process of its own, timed from its start to its exit (imports,
 model load, prefill and decode): `simpo` is this tree's `TransformersBackend.sample_shards`
 (continuous batching); `previous` is the transformers backend of commit 735967c (static batches of
-48 prompts x 5 seeds whose finished rows leave, SDPA, full-vocabulary multinomial), run from a git
+a shard's prompts x 5 seeds whose finished rows leave, SDPA, full-vocabulary multinomial), run from a git
 worktree of that commit; `generate` is transformers' own loop, `num_return_sequences` 5, on the
 same batches; `generate_batch` is transformers' continuous batching (paged attention, SDPA), its
 default scheduler, all prompts at once. Tokens are the generated tokens up to and including the end-of-turn token. Decode
@@ -108,9 +108,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help="96 AlpacaEval instructions x 1 seed, 512 new tokens, 16 a batch")
     parser.add_argument("--prompts", type=int, help="how many prompts (default 240, --long 96)")
-    parser.add_argument("--batch-size", type=int, help="prompts a batch (default 48, --long 16)")
+    parser.add_argument("--batch-size", type=int, help="prompts a batch (default 96, --long 16)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--engines", default="simpo,previous,generate,generate_batch")
+    parser.add_argument("--engines", default="simpo,previous,generate", help="any of simpo, previous, generate, generate_batch")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -139,7 +139,7 @@ def main() -> None:
         questions = [row.prompt for row in read_prompts(str(REPO / "data/verifiable-prompts"), "train", count, unique=True)[0]]
     settings = {
         "model": str(folder), "dtype": dtype, "prompts": [renderer.ids(prompt_messages(q, "")) for q in questions],
-        "seeds": SEEDS[:1] if options.long else SEEDS, "batch_size": options.batch_size or (16 if options.long else 48),
+        "seeds": SEEDS[:1] if options.long else SEEDS, "batch_size": options.batch_size or (16 if options.long else 96),
         "shard_size": 48, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 512 if options.long else 64,
         "stop_ids": renderer.stop_ids, "previous_src": str(previous_tree() / "src"),
     }
