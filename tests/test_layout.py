@@ -37,7 +37,8 @@ def test_the_pipeline_runs_the_other_stages():
 
 @pytest.mark.parametrize("module", ["simpo.errors", "simpo.training.losses", "simpo.stages.shards", "simpo.stages.lock", "simpo.stages.pipeline_record",
                                     "simpo.data.rows", "simpo.ops.blocked_attention", "simpo.evals.winrate", "simpo.evals.zeroeval",
-                                    "simpo.evals.table", "simpo.evals.judges", "simpo.models.shape", "simpo.training.memory"])
+                                    "simpo.evals.table", "simpo.evals.judges", "simpo.models.shape", "simpo.training.memory",
+                                    "simpo.generation.sampling"])
 def test_pure_modules_import_no_transformers(module):
     code = f"import sys, {module}; print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
