@@ -131,13 +131,13 @@ def plain_average_logps(model, tokenizer, rows, side):
 SAFETY_TIMEOUT_S = 600
 
 
-def wait_for(event, what: str, timeout: float = SAFETY_TIMEOUT_S) -> None:
-    """Poll until `event()` is true; fail after `timeout` seconds, which only a hang reaches."""
+def wait_for(event, what: str, timeout: float = SAFETY_TIMEOUT_S, poll: float = 0.05) -> None:
+    """Poll until `event()` is true, every `poll` seconds; fail after `timeout` seconds, which only a hang reaches."""
     give_up = time.monotonic() + timeout
     while not event():
         if time.monotonic() > give_up:
             pytest.fail(f"no {what} after {timeout:.0f} s: hung?")
-        time.sleep(0.05)
+        time.sleep(poll)
 
 
 # Locks FOLDER (simpo.stages.lock), says so, and holds the lock until its stdin closes or it is killed.

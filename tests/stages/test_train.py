@@ -3,20 +3,26 @@ and a DPO run that precomputes its reference log-probs for train and eval and re
 
 import json
 import os
-import shutil
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 import yaml
-from helpers import GEMMA_TEMPLATE, recipe_values, write_jsonl
+from helpers import GEMMA_TEMPLATE, REPO, recipe_values, wait_for, write_jsonl
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from simpo.cli import main
 from simpo.data.bundled import make_rows
+from simpo.training.checkpoints import newest_complete_checkpoint
 
 
-def test_cli_end_to_end_then_resume_gives_the_same_weights(tiny_model_dir, tmp_path, caplog):
+@pytest.mark.usefixtures("one_thread")  # the killed run has one thread too: the same reductions, bitwise
+def test_cli_end_to_end_then_killed_run_resumes_bitwise_equal(tiny_model_dir, tmp_path, caplog):
     folder = tiny_model_dir("gemma2")
     data = tmp_path / "pairs"
     write_jsonl(data / "train.jsonl", make_rows(16, seed=5))
@@ -25,7 +31,7 @@ def test_cli_end_to_end_then_resume_gives_the_same_weights(tiny_model_dir, tmp_p
     recipe.write_text(yaml.safe_dump({
         "model_name_or_path": str(folder), "dataset_mixer": {str(data): 1.0}, "max_length": 128,
         "max_prompt_length": 64, "learning_rate": 1e-3, "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 4, "max_steps": 4, "save_strategy": "steps", "save_steps": 2,
+        "per_device_eval_batch_size": 4, "max_steps": 6, "save_strategy": "steps", "save_steps": 1,
         "logging_steps": 1, "report_to": "none", "do_eval": True, "evaluation_strategy": "no", "disable_tqdm": True,
     }))
     out = tmp_path / "out"
@@ -34,7 +40,7 @@ def test_cli_end_to_end_then_resume_gives_the_same_weights(tiny_model_dir, tmp_p
     state = json.loads((out / "trainer_state.json").read_text())
     train_logs = [e for e in state["log_history"] if "loss" in e]
     eval_logs = [e for e in state["log_history"] if "eval_loss" in e]
-    assert [entry["step"] for entry in train_logs] == [1, 2, 3, 4]  # max_steps 4, logging_steps 1
+    assert [entry["step"] for entry in train_logs] == [1, 2, 3, 4, 5, 6]  # max_steps 6, logging_steps 1
     for entry in train_logs:  # the --beta 3 of the command line is the loss's: rewards = 3 * A(y)
         assert entry["rewards/chosen"] == pytest.approx(3 * entry["logps/chosen"], rel=1e-5)
         assert entry["rewards/rejected"] == pytest.approx(3 * entry["logps/rejected"], rel=1e-5)
@@ -52,17 +58,31 @@ def test_cli_end_to_end_then_resume_gives_the_same_weights(tiny_model_dir, tmp_p
     assert "simpo_packed" not in (out / "config.json").read_text()  # the saved model loads anywhere
     final = load_file(out / "model.safetensors")
 
-    # Lose the end of the run: the same command resumes from checkpoint-2 and ends where it did.
-    for name in ("model.safetensors", "trainer_state.json"):
-        (out / name).unlink()
-    shutil.rmtree(out / "checkpoint-4")
+    # The same command, killed (SIGKILL) at a random moment around a random step's checkpoint
+    # (possibly while writing it), then run again: it resumes and ends bitwise where the first run did.
+    # 16 rows and batch 4: steps 5 and 6 start the second epoch, so the resumed data order is checked too.
+    chance = random.Random()
+    step, delay = chance.randint(1, 4), chance.uniform(0, 0.05)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "simpo.cli", "train", str(recipe), "--output_dir", str(killed), "--beta", "3"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (killed / f"checkpoint-{step}").exists() or process.poll() is not None, f"checkpoint-{step}", poll=0.002)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    where = f"killed {delay:.3f} s after checkpoint-{step} appeared"
+    assert not (killed / "model.safetensors").exists(), where  # the kill came before the end
+    newest = newest_complete_checkpoint(killed)  # None when killed while writing checkpoint-1
     caplog.clear()
-    assert main(["train", str(recipe), "--output_dir", str(out), "--beta", "3"]) == 0
-    assert f"resuming from {out / 'checkpoint-2'}" in caplog.text
-    resumed = load_file(out / "model.safetensors")
+    assert main(["train", str(recipe), "--output_dir", str(killed), "--beta", "3"]) == 0
+    assert (f"resuming from {newest}" in caplog.text) == (newest is not None), where
+    resumed = load_file(killed / "model.safetensors")
+    assert resumed.keys() == final.keys()
     for name, tensor in final.items():
-        assert torch.allclose(tensor, resumed[name], atol=1e-6), name
-    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
+        assert torch.equal(tensor, resumed[name]), f"{name}: {where}"
+    resumed_logs = [e for e in json.loads((killed / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert [e["loss"] for e in resumed_logs[-2:]] == [e["loss"] for e in train_logs[-2:]], where
 
 
 @pytest.mark.usefixtures("one_thread")
