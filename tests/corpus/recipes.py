@@ -87,6 +87,18 @@ CASES += [
                files={"out/trainer_state.json": "{}"}),
 ]
 
+# LoRA: ranges, keys without use_peft, and a target name the model lacks (checked on the model's
+# config before any weights load), named with the model's linear layers.
+CASES += [
+    train_case("lora-rank-zero", "lora_r must be >= 1, got 0", {"use_peft": True, "lora_r": 0}),
+    train_case("lora-alpha-zero", "lora_alpha must be > 0, got 0", {"use_peft": True, "lora_alpha": 0}),
+    train_case("lora-dropout-one", "lora_dropout must be in [0, 1), got 1.0", {"use_peft": True, "lora_dropout": 1.0}),
+    train_case("lora-key-without-peft", "lora_r applies to LoRA only; add use_peft: true", {"lora_r": 8}),
+    train_case("lora-target-unknown", "lora_target_modules: 'qkv_proj' matches no linear layer of the model; its linear layers are "
+               "down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj",
+               {"use_peft": True, "lora_target_modules": ["q_proj", "qkv_proj"]}),
+]
+
 
 def _generated() -> list[Case]:
     """For every numeric or boolean key (transformers' included): a word where a value belongs, and

@@ -27,6 +27,7 @@ LIMITS = {
     "max_length": (1, True, None), "max_prompt_length": (1, True, None), "logps_chunk_size": (0, True, None),
     "preprocessing_num_workers": (1, True, None),
     "max_seq_length": (2, True, None),  # simpo sft: a conversation needs a token before the first it scores
+    "lora_r": (1, True, None), "lora_alpha": (0, False, None), "lora_dropout": (0, True, 1),
 }
 
 

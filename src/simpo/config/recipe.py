@@ -26,6 +26,7 @@ REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_logps")  # only loss
 _LOSS_HYPERPARAMETERS = sorted({key for loss in LOSSES.values() for key in loss.keys})
 TRUNCATION_MODES = ("keep_end", "keep_start")
 ON_NONFINITE = ("stop", "skip")  # what a non-finite loss or gradient norm does (training.nonfinite)
+LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")  # only use_peft: true takes them
 
 
 @dataclass
@@ -76,6 +77,11 @@ class SimPOConfig(TrainingArguments):
     share_prompt: bool = recipe_key(True, "In a packed row, each pair's prompt once for both responses (eager and SDPA attention; exact)")
     logps_chunk_size: int = recipe_key(256, "Response tokens per chunk of output head + log-softmax, recomputed in backward; 0: the model's own head")
     on_nonfinite: str = recipe_key("stop", "What a non-finite loss or gradient norm does: stop (the run ends naming the step and its rows, the last checkpoint intact) or skip (that step's update is skipped and counted in nonfinite_skips)")
+    use_peft: bool = recipe_key(False, "Train LoRA adapters (peft) instead of every weight: the output folder holds the adapter (simpo merge writes a full model); a reference loss's reference is the model with its adapters disabled (docs/lora.md)")
+    lora_r: int = recipe_key(16, "LoRA's rank r (use_peft)")
+    lora_alpha: int = recipe_key(32, "LoRA's scale numerator: the adapter's update is scaled by lora_alpha / lora_r (use_peft)")
+    lora_dropout: float = recipe_key(0.05, "Dropout on the adapters' input, in [0, 1); disable_dropout leaves it as set (use_peft)")
+    lora_target_modules: list[str] | None = recipe_key(None, "Names of the linear layers that get adapters ([q_proj, v_proj], say); unset: every linear layer but the output head (use_peft)")
     overwrite_output_dir: bool = recipe_key(False, "Start over in an output_dir that holds a run: its contents are first moved aside to OUTPUT_DIR.previous-N (otherwise a run made with another recipe is refused, the same recipe resumes)")
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.
     remove_unused_columns: bool = False
@@ -146,12 +152,21 @@ def _check_loss_values(values: dict[str, Any]) -> None:
         check_range(key, values.get(key), HYPERPARAMETER_LIMITS[key])
 
 
+def _check_lora_values(values: dict[str, Any]) -> None:
+    """The LoRA keys are set only with use_peft (their ranges are in `config.limits`; the target names are
+    checked against the model before its weights load, `models.lora.check_targets_before_loading`)."""
+    set_keys = [key for key in LORA_KEYS if key in values]
+    if set_keys and not values.get("use_peft"):
+        raise RecipeError(f"{', '.join(set_keys)} {'applies' if len(set_keys) == 1 else 'apply'} to LoRA only; add use_peft: true, or remove it")
+
+
 def _check_training_values(values: dict[str, Any]) -> None:
     """The training recipe's own checks (after those of every kind): the loss keys, truncation, the length limits."""
     _check_loss_values(values)
     mode = values.get("truncation_mode", "keep_end")
     if mode not in TRUNCATION_MODES:
         raise RecipeError(f"truncation_mode must be one of {', '.join(TRUNCATION_MODES)}, got {mode!r}")
+    _check_lora_values(values)
     on_nonfinite = values.get("on_nonfinite", "stop")
     if on_nonfinite not in ON_NONFINITE:
         raise RecipeError(f"on_nonfinite must be one of {', '.join(ON_NONFINITE)}, got {on_nonfinite!r}")

@@ -6,6 +6,10 @@ for one response per prompt, and `sample_shards(shards, seeds, ...)` for one per
   every sample draws from its own random stream, seeded from its seed and its prompt's tokens, so
   the same settings give the same text on the same machine, whichever prompts shared its batch;
 - `vllm`: one request per prompt with `SamplingParams(seed=s)`, as the official scripts do.
+
+A LoRA adapter folder is loaded by `transformers` with the adapter merged in (`models.loading`);
+vLLM takes full model folders only, so `backend: vllm` refuses an adapter folder (`simpo merge`
+writes the full model) and `auto` picks `transformers` for one.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 from collections.abc import Iterator
 
 import torch
 
 from ..errors import RecipeError
-from ..models.loading import load_model, resolve_model_path
+from ..models.loading import adapter_base, load_model, resolve_model_path
 from ..models.precision import resolve_dtype
 from .engine import Engine, Request
 from .sampling import Sampler
+
+logger = logging.getLogger("simpo")
 
 
 def stream_seed(seed: int, prompt: list[int], sample: int = 0) -> int:
@@ -107,10 +114,18 @@ class VLLMBackend:
             yield number, [list(row) for row in zip(*per_seed)], tokens
 
 
-def pick_backend(name: str) -> str:
+def pick_backend(name: str, model: str | None = None) -> str:
+    """The backend `name` (auto: vllm on a GPU where it is installed) stands for, for the model `model`."""
     has_vllm = importlib.util.find_spec("vllm") is not None
     if name == "vllm" and not has_vllm:
         raise RecipeError("generate.backend vllm needs the vllm package (pip install vllm, on a GPU machine); or use transformers")
+    if model is not None and adapter_base(model):
+        if name == "vllm":
+            raise RecipeError(f"the vllm backend takes full model folders, and {model} holds a LoRA adapter: "
+                              f"run `simpo merge {model}` and use its merged/ folder, or the transformers backend")
+        if name == "auto" and torch.cuda.is_available() and has_vllm:
+            logger.warning("%s holds a LoRA adapter, which vllm does not load here: generating with transformers", model)
+        return "transformers"
     if name != "auto":
         return name
     return "vllm" if torch.cuda.is_available() and has_vllm else "transformers"
@@ -125,7 +140,7 @@ def open_backend(name: str, model_config, tokenizer, stop_ids: list[int], batch_
     """The sampling engine for the policy of `model_config`, its weights in `dtype` (a resolved
     name, see `sampling_dtype`) when given, else the recipe's torch_dtype under transformers and
     the checkpoint's under vLLM."""
-    if pick_backend(name) == "vllm":
+    if pick_backend(name, model_config.model_name_or_path) == "vllm":
         return VLLMBackend(resolve_model_path(model_config.model_name_or_path), dtype, model_config.trust_remote_code, stop_ids)
     model = load_model(model_config, dtype)
     if torch.cuda.is_available():

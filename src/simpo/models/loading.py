@@ -1,7 +1,15 @@
-"""Loading a recipe's model and tokenizer (a folder, a hub name, or a bundled alias)."""
+"""Loading a recipe's model and tokenizer (a folder, a hub name, or a bundled alias).
+
+A LoRA adapter folder (`adapter_config.json`, what `use_peft: true` trains) is accepted wherever a
+model is: its base (`base_model_name_or_path`) loads, the adapter is merged into it in memory (as
+fast as a full model from then on), and the folder's own tokenizer and generation config are used
+when it has them. This module is the one place that does so; generation, evaluation, chat and
+`simpo merge` all load through `load_model`.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..config.recipe import ModelConfig
@@ -10,16 +18,47 @@ from ..errors import RecipeError
 from .bundled import BUNDLED, bundled_model_dir
 from .precision import DTYPES, resolve_dtype
 
+ADAPTER_CONFIG = "adapter_config.json"
+
 
 def resolve_model_path(name: str) -> str:
     return str(bundled_model_dir(name)) if name in BUNDLED else name
 
 
+def adapter_base(name: str) -> str | None:
+    """The base model an adapter folder was trained on (its `base_model_name_or_path`: a folder, a hub
+    name or a bundled alias); None when `name` is not an adapter folder."""
+    path = Path(name).expanduser()
+    if name in BUNDLED or not (path / ADAPTER_CONFIG).is_file():
+        return None
+    try:
+        base = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    except ValueError as err:
+        raise RecipeError(f"{path / ADAPTER_CONFIG} is not valid JSON ({err})") from None
+    if not base:
+        raise RecipeError(f"{path / ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
+    if base not in BUNDLED and base.startswith(("/", ".", "~")) and not Path(base).expanduser().is_dir():
+        raise RecipeError(f"the LoRA adapter {path} was trained on {base}, which is not here: "
+                          "put that model back, or edit base_model_name_or_path in its adapter_config.json")
+    return base
+
+
+def load_model_config(config: ModelConfig):
+    """The `transformers` config of the model (of the base, for an adapter folder)."""
+    from transformers import AutoConfig
+
+    name = adapter_base(config.model_name_or_path) or config.model_name_or_path
+    return AutoConfig.from_pretrained(resolve_model_path(name), revision=config.model_revision, trust_remote_code=config.trust_remote_code)
+
+
 def load_tokenizer(config: ModelConfig):
     from transformers import AutoTokenizer
 
+    name = config.model_name_or_path
+    if adapter_base(name) and not (Path(name) / "tokenizer_config.json").is_file():
+        name = adapter_base(name)  # an adapter saved without its tokenizer: the base's
     tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(config.model_name_or_path),
+        resolve_model_path(name),
         revision=config.model_revision,
         trust_remote_code=config.trust_remote_code,
     )
@@ -38,9 +77,12 @@ def load_tokenizer(config: ModelConfig):
 
 def load_model(config: ModelConfig, dtype: str | None = None):
     """The causal LM of `config`, its weights in `dtype` (an already resolved name) when given, else in
-    the recipe's `torch_dtype`."""
+    the recipe's `torch_dtype`; for an adapter folder, its base with the adapter merged in."""
     from transformers import AutoModelForCausalLM
 
+    base = adapter_base(config.model_name_or_path)
+    if base is not None:
+        return _merged(config, base, dtype)
     name = resolve_model_path(config.model_name_or_path)
     path = Path(name)
     if path.is_dir() and not any((path / file).is_file() for file in MODEL_FILES):
@@ -55,3 +97,24 @@ def load_model(config: ModelConfig, dtype: str | None = None):
         trust_remote_code=config.trust_remote_code,
         **kwargs,
     )
+
+
+def _merged(config: ModelConfig, base: str, dtype: str | None):
+    """The base of the adapter folder `config.model_name_or_path` with the adapter merged into its weights."""
+    import dataclasses
+
+    from peft import PeftModel
+    from transformers import GenerationConfig
+
+    folder = Path(config.model_name_or_path).expanduser()
+    try:
+        model = load_model(dataclasses.replace(config, model_name_or_path=base, model_revision="main"), dtype)
+    except OSError as err:  # a hub name that is neither cached nor reachable
+        raise RecipeError(f"the base model {base} of the LoRA adapter {folder} cannot be loaded "
+                          f"({str(err).splitlines()[0]})") from None
+    model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    if (folder / "generation_config.json").is_file():  # the trained run's stop tokens
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    # Named after the adapter, not its base: a cache keyed on the model's source tells them apart.
+    model.config._name_or_path = model.name_or_path = str(folder.resolve())
+    return model

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config.recipe_kind import MODEL_FILES
 from ..errors import OptionParser, RecipeError
 from ..evals.table import load_results
 from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
@@ -34,7 +35,7 @@ OPTIONS = (  # (flag, argparse settings): the parser and `simpo card --help` are
 )
 OPTION_ROWS = [(flag, settings["type"].__name__, "-" if settings["default"] is None else str(settings["default"]), settings["help"])
                for flag, settings in OPTIONS]
-TRAINING_FILES = ("recipe.yaml", "trainer_state.json", "config.json")
+TRAINING_FILES = ("recipe.yaml", "trainer_state.json", "config.json")  # a LoRA run: adapter_config.json for config.json
 
 
 def parse_options(tokens: list[str]) -> argparse.Namespace:
@@ -48,9 +49,13 @@ def parse_options(tokens: list[str]) -> argparse.Namespace:
 def locate_model(run_dir: Path) -> tuple[Path, Path | None]:
     """(the model folder, the pipeline run folder or None) of RUN_DIR; a RecipeError saying what a run
     folder holds when it is neither kind."""
-    if all((run_dir / "model" / name).is_file() for name in TRAINING_FILES):
+    def holds_run(folder: Path) -> bool:
+        return all(any((folder / file).is_file() for file in (MODEL_FILES if name == "config.json" else (name,)))
+                   for name in TRAINING_FILES)
+
+    if holds_run(run_dir / "model"):
         return run_dir / "model", run_dir
-    if all((run_dir / name).is_file() for name in TRAINING_FILES):
+    if holds_run(run_dir):
         return run_dir, None
     raise RecipeError(
         f"{run_dir} is not a run folder: expected a pipeline run folder (with model/ holding {', '.join(TRAINING_FILES)}) "

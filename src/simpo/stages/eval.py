@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.recipe import ModelConfig
+from ..config.recipe_kind import MODEL_FILES
 from ..errors import OptionParser, RecipeError
 from ..evals.benchmarks import subset
 from ..evals.judges import judge_kind
@@ -32,7 +33,7 @@ from ..evals.tasks import task_for
 from ..generation.backends import open_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer
 from ..models.bundled import BUNDLED
-from ..models.loading import load_model, load_tokenizer, resolve_model_path
+from ..models.loading import load_model, load_model_config, load_tokenizer, resolve_model_path
 from .lock import folder_lock
 from .shards import ShardedOutput, read_jsonl, write_atomic, write_if_changed
 
@@ -181,10 +182,7 @@ class ModelRun:
         self.renderer = PromptRenderer(self.tokenizer)
         self.dtype = sampling_dtype(options.dtype, "--dtype")
         self.backend = self.scorer = None
-        from transformers import AutoConfig
-
-        path = resolve_model_path(model)
-        self.context = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+        self.context = getattr(load_model_config(self.config), "max_position_embeddings", None)
 
     def answers(self, task, items: list[dict], folder: Path) -> tuple[list[str], dict]:
         decoding = _decoding(task, self.options)
@@ -302,7 +300,7 @@ def run_eval(options: EvalOptions) -> str:
     kind, judge_model = judge_kind(options.judge) if judged else ("", "")
     for model in options.models + ([judge_model] if judged and kind != "openai" else []):
         path = Path(resolve_model_path(model))
-        if (path.is_absolute() or model.startswith(".") or path.exists()) and not (path / "config.json").is_file():
+        if (path.is_absolute() or model.startswith(".") or path.exists()) and not any((path / file).is_file() for file in MODEL_FILES):
             raise RecipeError(f"model {model}: no such model folder (config.json missing); give a trained model's "
                               "folder, a hub name, or the bundled alias smollm2-135m-instruct")
     loaded = {}

@@ -19,7 +19,7 @@ from ..config.pipeline import GenerateConfig
 from ..errors import RecipeError
 from ..generation.backends import open_backend, pick_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer, check_lengths, read_prompts
-from ..models.loading import load_tokenizer, resolve_model_path
+from ..models.loading import load_model_config, load_tokenizer
 from .lock import folder_lock
 from .shards import ShardedOutput, fingerprint
 
@@ -32,14 +32,11 @@ def run_generate(model_config, config: GenerateConfig, check=None) -> str:
     `check(rows)`, when given, inspects the prompt rows before any generation (the pipeline checks
     that programmatic rewards find their reference answers)."""
     from tqdm.auto import tqdm
-    from transformers import AutoConfig
-
     config.validate()
-    backend_name = pick_backend(config.backend)
+    backend_name = pick_backend(config.backend, model_config.model_name_or_path)
     tokenizer = load_tokenizer(model_config)
     renderer = PromptRenderer(tokenizer)
-    model_path = resolve_model_path(model_config.model_name_or_path)
-    context = getattr(AutoConfig.from_pretrained(model_path, trust_remote_code=model_config.trust_remote_code), "max_position_embeddings", None)
+    context = getattr(load_model_config(model_config), "max_position_embeddings", None)
     if context is not None and config.max_new_tokens >= context:
         raise RecipeError(f"generate.max_new_tokens ({config.max_new_tokens}) leaves no room for a prompt in the model's {context} positions")
     rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts, unique=True)

@@ -16,6 +16,7 @@ from ..data.dataset import build_pair_datasets
 from ..data.encode import PairEncoder
 from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
+from ..models.lora import check_targets_before_loading
 from ..training.checkpoints import resume_point
 from ..training.curves import write_curves
 from ..training.run_folder import RECIPE_FILE, check_output_dir, move_aside
@@ -37,6 +38,8 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     check_installed(args)
     # A run of another recipe in output_dir is refused before anything loads or is written.
     check_output_dir(args.output_dir, recipe.raw, args.overwrite_output_dir)
+    if args.use_peft:
+        check_targets_before_loading(recipe.model, args.lora_target_modules)
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
     encoder = PairEncoder.for_recipe(tokenizer, args, recipe.model.model_name_or_path)
@@ -77,6 +80,8 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
         model.generation_config.eos_token_id = stop_token_ids(tokenizer)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         trainer.save_model(str(output_dir))
+        if args.use_peft and trainer.is_world_process_zero():  # an adapter folder holds no generation config of its own
+            model.generation_config.save_pretrained(output_dir)
         trainer.save_state()
         if trainer.is_world_process_zero():  # the model card's records: curves, machine and wall time
             write_curves(output_dir)

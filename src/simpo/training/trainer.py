@@ -9,7 +9,8 @@ averaged over every pair on every process and prefixed with `eval_` under evalua
 Losses with a reference model (dpo, ipo, kto_pair, rdpo) get the reference log-probs either
 precomputed once for the train and eval sets before training (`precompute_ref_logps: true`, the
 default; see `reference.py`), or from a live, frozen reference model run on every batch. The
-reference is `ref_model` when given, else the initial policy.
+reference is `ref_model` when given, else the initial policy: under `use_peft`, the policy itself with
+its LoRA adapters disabled (no second copy; see `models/lora.py`).
 
 A non-finite loss or gradient norm stops the run, or skips the step's update (`on_nonfinite`; see
 `nonfinite.py`); a model with a non-finite weight is never saved.
@@ -26,6 +27,7 @@ from transformers import Trainer
 
 from ..config.recipe import SimPOConfig
 from ..data.collate import ROW_IDS, PairCollator
+from ..models.lora import add_adapters, is_adapted, is_lora_dropout, reference_mode
 from ..ops.attention import use_per_sequence_attention
 from ..ops.logprobs import response_logps
 from ..ops.recompute import recompute_in_backward
@@ -35,8 +37,9 @@ from .reference import with_reference_logps
 
 
 def disable_dropout(model: nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
+    """Every dropout of the model at 0, but LoRA's own (`lora_dropout`), which stays as the recipe sets it."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Dropout) and not is_lora_dropout(name):
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
@@ -53,6 +56,8 @@ def _prepare_for_pairs(model: nn.Module, args: SimPOConfig) -> bool:
 
 class SimPOTrainer(Trainer):
     def __init__(self, model, args: SimPOConfig, processing_class, train_dataset, eval_dataset=None, ref_model=None, **kwargs):
+        if args.use_peft and not is_adapted(model):
+            model = add_adapters(model, args)
         shareable = _prepare_for_pairs(model, args)
         if ref_model is not None:
             shareable = _prepare_for_pairs(ref_model, args) and shareable
@@ -78,7 +83,7 @@ class SimPOTrainer(Trainer):
         if args.needs_reference:
             if args.precompute_ref_logps:
                 self._precompute_reference(ref_model if ref_model is not None else self.model)
-            else:
+            elif ref_model is not None or not is_adapted(self.model):
                 frozen = ref_model if ref_model is not None else copy.deepcopy(self.model)
                 frozen.eval().requires_grad_(False)
                 self.ref_model = self.accelerator.prepare_model(frozen, evaluation_mode=True)
@@ -92,7 +97,7 @@ class SimPOTrainer(Trainer):
             device=device, autocast=self.accelerator.autocast, precision=str(self.accelerator.mixed_precision),
         )
         # The main process computes and caches; the others then read its cache.
-        with self.args.main_process_first(desc="reference log-probs"):
+        with self.args.main_process_first(desc="reference log-probs"), reference_mode(reference):
             self.train_dataset = with_reference_logps(reference, self.train_dataset, split="train", **options)
             if isinstance(self.eval_dataset, dict):
                 self.eval_dataset = {name: with_reference_logps(reference, data, split=f"eval {name}", **options)
@@ -103,18 +108,34 @@ class SimPOTrainer(Trainer):
     def pair_loss(self, model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The batch's mean loss, and per-pair metric values."""
         chunk = self.args.logps_chunk_size
-        scores = response_logps(model, inputs, chunk, self.accelerator.unwrap_model(model))
         ref_sums = inputs.get("ref_logps")
         if self.args.needs_reference and ref_sums is None:
-            if self.ref_model is None:
-                raise ValueError(f"loss_type {self.args.loss_type!r}: the batch has no reference log-probs and there is no reference model")
-            with torch.no_grad():
-                ref_sums = response_logps(self.ref_model, inputs, chunk, self.accelerator.unwrap_model(self.ref_model)).sums
+            ref_sums = self._live_reference_logps(model, inputs)
+        scores = response_logps(model, inputs, chunk, self.accelerator.unwrap_model(model))
         loss, metrics = preference_loss(self.args, PairLogps.split(scores.sums, scores.counts, ref_sums))
         # The official trainers' `logits/chosen|rejected`, here the mean logit over each response's positions.
         mean_logits = scores.logit_sums / scores.counts
         pairs = mean_logits.shape[0] // 2
         return loss, {**metrics, "logits/chosen": mean_logits[:pairs], "logits/rejected": mean_logits[pairs:]}
+
+    @torch.no_grad()
+    def _live_reference_logps(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's summed reference log-probs from the live reference: `ref_model`, or the LoRA policy
+        with its adapters disabled and in eval mode (run before the policy's forward, since disabling
+        adapters toggles their requires_grad)."""
+        chunk = self.args.logps_chunk_size
+        if self.ref_model is not None:
+            return response_logps(self.ref_model, inputs, chunk, self.accelerator.unwrap_model(self.ref_model)).sums
+        policy = self.accelerator.unwrap_model(model)
+        if not is_adapted(policy):
+            raise ValueError(f"loss_type {self.args.loss_type!r}: the batch has no reference log-probs and there is no reference model")
+        was_training = policy.training
+        policy.eval()
+        try:
+            with reference_mode(policy):
+                return response_logps(model, inputs, chunk, policy).sums
+        finally:
+            policy.train(was_training)
 
     def compute_loss_context_manager(self):
         # Accelerate puts mixed precision's autocast on the model's forward alone, and the chunked
