@@ -11,8 +11,9 @@ from .errors import DataError, RecipeError, TrainingError
 from .ops.allocator import keep_freed_memory
 
 COMMANDS = {  # verb: (usage, what it does)
-    "train": ("simpo train RECIPE.yaml [--key value ...] [--dry-run]", "SimPO (or a baseline) on preference pairs"),
-    "sft": ("simpo sft RECIPE.yaml [--key value ...] [--dry-run]",
+    "train": ("simpo train RECIPE.yaml [--key value ...] [--nproc N] [--dry-run]",
+              "SimPO (or a baseline) on preference pairs; --nproc N: as N processes under accelerate launch"),
+    "sft": ("simpo sft RECIPE.yaml [--key value ...] [--nproc N] [--dry-run]",
             "supervised fine-tuning on conversations (loss on the assistant's turns), packed; the base-model route's first step"),
     "generate": ("simpo generate [RECIPE.yaml] [--key value ...]", "sample N responses per prompt from the policy"),
     "annotate": ("simpo annotate [RECIPE.yaml] [--key value ...]", "score every response with the recipe's rewards"),
@@ -99,30 +100,41 @@ def _split(tokens: list[str]) -> tuple[str | None, list[str]]:
     return None, tokens
 
 
-def _train(tokens: list[str]) -> None:
+def _train(tokens: list[str]) -> int | None:
+    from .training.launch import prepare_launched_process, relaunch, split_nproc
+
+    processes, tokens = split_nproc(tokens)
+    prepare_launched_process()
     path, overrides = _split(tokens)
     if path is None:
         raise RecipeError("simpo train needs a recipe file: simpo train RECIPE.yaml [--key value ...]")
     dry_run = "--dry-run" in overrides
-    recipe = load_recipe(path, [token for token in overrides if token != "--dry-run"])
+    recipe = load_recipe(path, [token for token in overrides if token != "--dry-run"])  # checked once, before launching
     if dry_run:
         print(recipe.to_json())
-        return
+        return None
+    if processes and processes > 1:
+        return relaunch("train", processes, tokens)
     from .stages.train import run_training
 
     run_training(recipe)
 
 
-def _sft(tokens: list[str]) -> None:
+def _sft(tokens: list[str]) -> int | None:
     from .config.sft import load_sft_recipe
+    from .training.launch import prepare_launched_process, relaunch, split_nproc
 
+    processes, tokens = split_nproc(tokens)
+    prepare_launched_process()
     path, overrides = _split(tokens)
     if path is None:
         raise RecipeError("simpo sft needs a recipe file: simpo sft RECIPE.yaml [--key value ...]")
     recipe = load_sft_recipe(path, [token for token in overrides if token != "--dry-run"])
     if "--dry-run" in overrides:
         print(recipe.to_json())
-        return
+        return None
+    if processes and processes > 1:
+        return relaunch("sft", processes, tokens)
     from .stages.sft import run_sft
 
     run_sft(recipe)
@@ -250,14 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     keep_freed_memory()  # before the stage allocates anything large
     try:
-        STAGES[argv[0]](argv[1:])
+        status = STAGES[argv[0]](argv[1:])  # an exit status: that of the processes `--nproc N` launched
     except (RecipeError, DataError) as err:
         print(f"simpo: error: {err}", file=sys.stderr)
         return 2
     except TrainingError as err:  # the input was fine; the run stopped on what it computed
         print(f"simpo: error: {err}", file=sys.stderr)
         return 3
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

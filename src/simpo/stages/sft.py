@@ -44,8 +44,9 @@ def run_sft(recipe: SFTRecipe) -> dict[str, float]:
     with folder_lock(args.output_dir) if args.process_index == 0 else contextlib.nullcontext():
         trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=train_set, eval_dataset=test_set)
         output_dir = Path(args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
+        if trainer.is_world_process_zero():  # one process writes files
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
 
         trainer.train(resume_from_checkpoint=resume_point(args))
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")

@@ -65,8 +65,9 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
         )
 
         output_dir = Path(args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
+        if trainer.is_world_process_zero():  # one process writes files
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
 
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
         before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}

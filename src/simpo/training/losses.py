@@ -58,12 +58,27 @@ def kto_pair_loss(chosen_ratio, rejected_ratio, beta: float, desirable_weight: f
 
     The reference point z = beta * KL(pi || pi_ref) is estimated from the other responses of the batch
     (TRL's `kto_pair`, HALOs eq. 7): z_w = beta * max(0, mean(R_l)), z_l = beta * max(0, mean(R_w)),
-    and, as in the KTO paper, not differentiated.
+    and, as in the KTO paper, not differentiated. With several processes the batch is every process's
+    micro-batch: the means are over all of them (`mean_over_processes`).
     """
-    z_chosen = beta * rejected_ratio.detach().mean().clamp(min=0)
-    z_rejected = beta * chosen_ratio.detach().mean().clamp(min=0)
+    mean_chosen, mean_rejected = mean_over_processes(chosen_ratio, rejected_ratio)
+    z_chosen = beta * mean_rejected.clamp(min=0)
+    z_rejected = beta * mean_chosen.clamp(min=0)
     return (desirable_weight * (1 - torch.sigmoid(beta * chosen_ratio - z_chosen))
             + undesirable_weight * (1 - torch.sigmoid(z_rejected - beta * rejected_ratio)))
+
+
+def mean_over_processes(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each tensor's mean over its entries on every process (not differentiated; the tensors are equally long): one all-reduce of
+    the sums and the count when torch.distributed runs with several processes, else the plain mean."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return tuple(value.detach().mean() for value in values)
+    count = values[0].new_full((1,), values[0].numel(), dtype=torch.float64)
+    totals = torch.cat([torch.stack([value.detach().double().sum() for value in values]), count])
+    dist.all_reduce(totals)
+    return tuple((total / totals[-1]).to(value.dtype) for total, value in zip(totals[:-1], values))
 
 
 def cpo_loss(chosen_logps, rejected_logps, chosen_tokens, beta: float, nll_weight: float):
