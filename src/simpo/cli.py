@@ -23,6 +23,7 @@ COMMANDS = {  # verb: (usage, what it does)
              "AlpacaEval 2, Arena-Hard, GSM and MMLU as the SimPO model cards report them, and their table"),
     "pipeline": ("simpo pipeline RECIPE.yaml [--key value ...] [--dry-run]", "all of the above in order, then train; finished stages are skipped"),
     "card": ("simpo card RUN_DIR [--eval FOLDER] [--output PATH]", "the trained model's README.md: a model card with its evaluation table"),
+    "merge": ("simpo merge RUN_DIR [--output PATH]", "a LoRA run's adapter merged into its base model, saved as a full model folder"),
     "chat": ("simpo chat MODEL [--prompt TEXT] [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-p P] [--dtype D]",
              "talk to a model in the terminal, with its chat template and stop tokens"),
     "inspect": ("simpo inspect RECIPE.yaml [--split train] [--rows N] [--json] [--key value ...]",
@@ -53,6 +54,7 @@ def command_help(name: str) -> str:
     from .stages.card import OPTION_ROWS as CARD_OPTIONS
     from .stages.chat import OPTION_ROWS as CHAT_OPTIONS
     from .stages.inspect import OPTION_ROWS as INSPECT_OPTIONS
+    from .stages.merge import OPTION_ROWS as MERGE_OPTIONS
     from .stages.plan import OPTION_ROWS as PLAN_OPTIONS
 
     synopsis, what = COMMANDS[name]
@@ -76,6 +78,7 @@ def command_help(name: str) -> str:
                     + [(section, key_rows(cls, f"{section}.")) for section, cls in SECTIONS.items()]
                     + [("training: every key of `simpo train --help`", [])],
         "card": [("card", CARD_OPTIONS)],
+        "merge": [("merge", MERGE_OPTIONS)],
         "chat": [("chat", CHAT_OPTIONS)],
         "inspect": [("inspect", INSPECT_OPTIONS)],
         "plan": [("plan", PLAN_OPTIONS)],
@@ -191,6 +194,12 @@ def _card(tokens: list[str]) -> None:
     print(run_card(tokens))
 
 
+def _merge(tokens: list[str]) -> None:
+    from .stages.merge import run_merge
+
+    print(run_merge(tokens))
+
+
 def _chat(tokens: list[str]) -> None:
     from .stages.chat import run_chat
 
@@ -224,6 +233,7 @@ STAGES = {
     **{name: _stage(name) for name in ("generate", "annotate", "binarize", "evaluate", "pipeline")},
     "eval": _eval,
     "card": _card,
+    "merge": _merge,
     "chat": _chat,
     "inspect": _inspect,
     "plan": _plan,

@@ -71,3 +71,14 @@ CASES += [
     Case("plan-optimizer-unknown", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--optim", "adagrad"), "adagrad",
          {"recipe.yaml": recipe_text(TRAIN)}),
 ]
+
+# simpo merge: what is not a LoRA run folder, and an adapter whose base model is gone.
+CASES += [
+    Case("merge-no-run", ("merge",), "run_dir"),
+    Case("merge-missing-folder", ("merge", "no-such-run"), "no-such-run: no such folder"),
+    Case("merge-full-model", ("merge", "run"), "run holds a full model, not a LoRA adapter (no adapter_config.json): it needs no merge",
+         {"run/config.json": "{}", "run/model.safetensors": "weights"}),
+    Case("merge-not-a-run", ("merge", "run"), "run is not a LoRA run folder (no adapter_config.json)", {"run/notes.txt": "nothing"}),
+    Case("merge-base-missing", ("merge", "run"), "was trained on /no/such/base-model, which is not here",
+         {"run/adapter_config.json": '{"base_model_name_or_path": "/no/such/base-model", "peft_type": "LORA"}'}),
+]
