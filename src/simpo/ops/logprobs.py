@@ -9,6 +9,13 @@ about one chunk times the vocabulary instead of every response token times the v
 `chunk_size == 0` the model's own head projects the response positions (`logits_to_keep` with a
 boolean mask).
 
+Under DeepSpeed ZeRO-3 the head's weight is partitioned across processes and only whole while its
+module runs; `_LinearHeadLogps` gathers it itself, once for the forward chunks and once for the
+backward pass (`_whole`), so the chunked path is the same with a sharded head. Under FSDP2 the root
+module, which holds the head, keeps its parameters unsharded from its forward to its backward, so
+the head is an ordinary weight there. A head that is neither (LoRA, FSDP2 with the head in a unit of
+its own) is called as a module per chunk, checkpointed.
+
 Batches come in any layout of `data.collate` (padded, packed, shared prompt); each names the
 positions to score (`logit_index`, flat over rows x width), their targets and their sequences.
 
@@ -20,6 +27,7 @@ matrix-vector product), never from a [tokens, vocab] tensor of its own.
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -55,14 +63,21 @@ class _LinearHeadLogps(torch.autograd.Function):
     nothing of the weight's size is summed or converted more than once. Matmuls run in the autocast
     dtype when autocast is on (the weight cast once per pass), the softmax in fp32.
 
-    A second output, not differentiated, holds each token's mean logit.
+    A second output, not differentiated, holds each token's mean logit. A ZeRO-3-partitioned weight
+    is gathered whole for the forward pass and again for the backward pass (`_whole`).
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, softcap, chunk_size):
+        with _whole(weight):
+            return _LinearHeadLogps._forward(ctx, hidden, weight, targets, softcap, chunk_size)
+
+    @staticmethod
+    def _forward(ctx, hidden, weight, targets, softcap, chunk_size):
         dtype = compute_dtype(weight)
         cast = weight.to(dtype)
         ctx.hidden_dtype, ctx.weight_dtype, ctx.softcap, ctx.chunk_size = hidden.dtype, weight.dtype, softcap, chunk_size
+        ctx.weight = weight
         hidden = hidden.to(dtype)
         logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         normalizers, mean_logits = torch.empty_like(logps), torch.empty_like(logps)
@@ -81,6 +96,11 @@ class _LinearHeadLogps(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logps, _grad_mean_logits):
+        with _whole(ctx.weight):
+            return _LinearHeadLogps._backward(ctx, grad_logps)
+
+    @staticmethod
+    def _backward(ctx, grad_logps):
         hidden, cast, targets, normalizers = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         tokens, vocab = hidden.shape[0], cast.shape[0]
@@ -124,6 +144,22 @@ def _plain_linear(head) -> bool:
             and not hasattr(head.weight, "ds_id"))
 
 
+def _zero3_linear(head) -> bool:
+    """A bias-free nn.Linear whose weight DeepSpeed ZeRO-3 partitions."""
+    return type(head) is torch.nn.Linear and head.bias is None and hasattr(head.weight, "ds_id")
+
+
+def _whole(weight):
+    """A context in which a ZeRO-3-partitioned `weight` is whole on every process (a collective: every
+    process enters it at the same point); a no-op for any other weight, or one already whole (the
+    engine holding it, or an enclosing gather)."""
+    if not hasattr(weight, "ds_id"):
+        return contextlib.nullcontext()
+    from deepspeed.runtime.zero.partition_parameters import GatheredParameters, ZeroParamStatus
+
+    return GatheredParameters([weight]) if weight.ds_status == ZeroParamStatus.NOT_AVAILABLE else contextlib.nullcontext()
+
+
 def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, base_model=None) -> ResponseLogps:
     """Per sequence: the sum of log pi(y_t | ...) over its response tokens, their count, and the sum
     of their mean logits.
@@ -141,9 +177,9 @@ def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, b
         hidden = output.hidden_states[-1].flatten(0, 1)[index]  # the final (normed) hidden states that predict
         head = base_model.get_output_embeddings()
         softcap = getattr(base_model.config, "final_logit_softcapping", None)
-        if _plain_linear(head):
+        if _plain_linear(head) or _zero3_linear(head):
             token_logps, mean_logits = _LinearHeadLogps.apply(hidden, head.weight, targets, softcap, chunk_size)
-        else:  # another head module (a LoRA-wrapped or sharded head): autograd through the module
+        else:  # another head module (LoRA-wrapped, or sharded in a unit of its own): autograd through the module
             token_logps, mean_logits = torch.cat([
                 checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], targets[i : i + chunk_size], use_reentrant=False)
                 for i in range(0, hidden.shape[0], chunk_size)

@@ -162,7 +162,9 @@ def _mlp_forward(self, x):
 def _norm_forward(self, hidden_states):
     if torch.is_grad_enabled() and (hidden_states.requires_grad or self.weight.requires_grad):
         output, rstd = _RMSNorm.apply(hidden_states, self.weight, self.variance_epsilon)
-        if _hooked[0]:
+        # A ZeRO-3 weight is partitioned again when the norm's forward ends, before the projections'
+        # backward would recompute the output from it: they keep the output instead.
+        if _hooked[0] and not hasattr(self.weight, "ds_id"):
             _latest[0] = (output, _NormOutput(hidden_states, self.weight, rstd, output))
         return output
     return LlamaRMSNorm.forward(self, hidden_states)

@@ -70,9 +70,18 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
             (output_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
 
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
-        before = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
-        trainer.train(resume_from_checkpoint=resume_point(args))
-        if before:
+        resume = resume_point(args)
+        # Under DeepSpeed the step-0 evaluation runs inside train(), on the engine training builds
+        # (transformers' evaluation before train() builds an inference-only engine that training then
+        # cannot use); a resumed run finds it in its checkpoint's log.
+        at_start = evaluate and trainer.is_deepspeed_enabled
+        args.eval_on_start = args.eval_on_start or (at_start and resume is None)
+        before = trainer.evaluate(metric_key_prefix="eval") if evaluate and not at_start else {}
+        trainer.train(resume_from_checkpoint=resume)
+        if at_start:
+            before = next(({k: v for k, v in entry.items() if k != "step"} for entry in trainer.state.log_history
+                           if entry.get("step") == 0 and "eval_loss" in entry), {})
+        elif before:
             # train() starts a fresh log; keep the step-0 evaluation in trainer_state.json too.
             trainer.state.log_history.insert(0, {**before, "step": 0})
         after = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}

@@ -18,6 +18,9 @@ is NaN or infinite,
 Either way, a model with a non-finite weight is never saved (finite gradients can still carry the
 weights past the float range): saving stops the run instead, naming the last step.
 
+Under DeepSpeed the engine applies the update inside the backward pass, before the gradient norm is
+known: a fault still stops the run before anything is saved, but `skip` is refused there.
+
 Under fp16 the loss scaler owns non-finite gradients (it skips such steps and lowers its scale), so
 only the losses are checked there. With several processes, the processes' findings are gathered
 before deciding, so that every process takes the same decision.
@@ -33,6 +36,7 @@ from transformers import TrainerCallback
 
 from ..errors import TrainingError
 from .checkpoints import newest_complete_checkpoint
+from .sharding import local_values
 
 logger = logging.getLogger("simpo")
 
@@ -101,8 +105,12 @@ class NonFiniteGuard(TrainerCallback):
         return True
 
     def check_weights(self, model, step: int) -> None:
-        """Raises `TrainingError` when a weight is non-finite (before anything is saved)."""
-        bad = [name for name, weight in model.named_parameters() if not torch.isfinite(weight).all()]
+        """Raises `TrainingError` when a weight is non-finite (before anything is saved). Each process
+        checks the values it holds (under ZeRO-3 and FSDP its share of each weight), and all take
+        the decision on every process's findings."""
+        bad = [name for name, weight in model.named_parameters() if not torch.isfinite(local_values(weight)).all()]
+        found = self._gathered({"weights": bad})["weights"]
+        bad = [name for name, _ in model.named_parameters() if name in found]  # in the model's order
         if bad:
             raise TrainingError(
                 f"step {step}: the update made {len(bad)} weight tensors non-finite ({bad[0]} first), after the batch of "

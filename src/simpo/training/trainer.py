@@ -27,6 +27,7 @@ from transformers import Trainer
 
 from ..config.recipe import SimPOConfig
 from ..data.collate import ROW_IDS, PairCollator
+from ..errors import RecipeError
 from ..models.lora import add_adapters, is_adapted, is_lora_dropout, reference_mode
 from ..ops.attention import use_per_sequence_attention
 from ..ops.logprobs import response_logps
@@ -34,6 +35,7 @@ from ..ops.recompute import recompute_in_backward
 from .losses import PairLogps, preference_loss
 from .nonfinite import SKIPS, NonFiniteGuard
 from .reference import with_reference_logps
+from .sharding import check_fsdp_active, whole_model
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -77,6 +79,10 @@ class SimPOTrainer(Trainer):
         # of accumulation steps itself (it skips that for models that take `num_items_in_batch`).
         self.model_accepts_loss_kwargs = False
         self._pair_metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        check_fsdp_active(self)
+        if args.on_nonfinite == "skip" and self.is_deepspeed_enabled:
+            raise RecipeError("on_nonfinite: skip cannot skip an update under DeepSpeed, whose engine steps the optimizer "
+                              "inside backward; use on_nonfinite: stop")
         self.nonfinite = NonFiniteGuard(args.on_nonfinite, args.output_dir, self.accelerator, check_gradients=not args.fp16)
         self.add_callback(self.nonfinite)
         self.ref_model = None
@@ -96,8 +102,9 @@ class SimPOTrainer(Trainer):
             collator=self.data_collator, batch_size=self.args.per_device_eval_batch_size, chunk_size=self.args.logps_chunk_size,
             device=device, autocast=self.accelerator.autocast, precision=str(self.accelerator.mixed_precision),
         )
-        # The main process computes and caches; the others then read its cache.
-        with self.args.main_process_first(desc="reference log-probs"), reference_mode(reference):
+        # The main process computes and caches; the others then read its cache. ZeRO-3 weights are
+        # gathered whole first, on every process together (no engine gathers them yet).
+        with whole_model(reference), self.args.main_process_first(desc="reference log-probs"), reference_mode(reference):
             self.train_dataset = with_reference_logps(reference, self.train_dataset, split="train", **options)
             if isinstance(self.eval_dataset, dict):
                 self.eval_dataset = {name: with_reference_logps(reference, data, split=f"eval {name}", **options)
