@@ -50,7 +50,9 @@ def test_the_run_folder_holds_the_adapter_and_a_checkpoint_resumes_it(lora_run, 
     assert f"resuming from {resumed / 'checkpoint-1'}" in caplog.text
     final, again = load_file(out / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
     assert final.keys() == again.keys() and all(torch.equal(final[name], again[name]) for name in final)
-    assert main(["card", str(out)]) == 0 and (out / "README.md").is_file()  # the model card of a LoRA run
+    assert main(["card", str(out)]) == 0  # the model card of a LoRA run says what the folder holds
+    card = (out / "README.md").read_text()
+    assert "library_name: peft" in card and "LoRA adapter of that base model (rank 4)" in card and f"simpo merge {out}" in card
 
 
 def test_merged_model_equals_the_adapted_one_and_the_adapter_folder_loads_merged(lora_run, tmp_path):

@@ -107,7 +107,7 @@ def front_matter(facts: CardFacts) -> str:
     recipe = facts.recipe
     loss_type = recipe.get("loss_type", "simpo")
     tags = ["simpo", "preference-optimization"] + ([loss_type] if loss_type not in ("simpo", "sigmoid") else [])
-    meta = {"base_model": base_model_id(recipe["model_name_or_path"]), "library_name": "transformers",
+    meta = {"base_model": base_model_id(recipe["model_name_or_path"]), "library_name": "peft" if recipe.get("use_peft") else "transformers",
             "pipeline_tag": "text-generation", "license": facts.base_license or "other", "tags": tags}
     hub = [source["source"] for source in facts.datasets if source["hub"]]
     if hub:
@@ -140,6 +140,10 @@ def description(facts: CardFacts) -> str:
                  "rejected one by a margin gamma; it needs no reference model.")
     else:
         text += f", one of the baselines of the SimPO paper (`loss_type: {loss_type}`)."
+    if recipe.get("use_peft"):
+        text += (f" This folder holds a LoRA adapter of that base model (rank {recipe.get('lora_r', 16)}), not a full model: "
+                 f"`transformers` loads it as below when `peft` is installed, and `simpo merge {facts.model_path}` writes the "
+                 "merged full model.")
     if facts.base_license is None:
         text += (" The license field says `other` because the base model's license could not be read here: this model "
                  "is a derivative of the base model, so check the base model's license before using or sharing it.")
