@@ -10,8 +10,8 @@ the processes are started the torchrun way too, with `ACCELERATE_USE_CPU=true` a
 
 A process started by a launcher (WORLD_SIZE > 1 in its environment) on a machine without a GPU is
 set to the CPU (gloo), as `accelerate launch --cpu` would set it: without that, every process would
-train alone as process 0 of 1. Its console prints only errors: the main process speaks for all, as
-transformers' `log_level_replica` does for transformers' own messages.
+train alone as process 0 of 1. Its console prints only errors and no progress bars: the main process
+speaks for all, as transformers' `log_level_replica` has it for transformers' own messages.
 """
 
 from __future__ import annotations
@@ -85,14 +85,15 @@ def launch_environment(processes: int) -> dict[str, str]:
     return env
 
 
-def run_processes(processes: int, program: list[str]) -> int:
-    """Run `program` as `processes` processes under accelerate's launcher; the launcher's exit status."""
-    return subprocess.run(launch_command(processes, program), env=launch_environment(processes)).returncode
+def run_processes(processes: int, program: list[str], **options) -> subprocess.CompletedProcess:
+    """Run `program` as `processes` processes under accelerate's launcher and wait for them;
+    `options` go to `subprocess.run` (the environment is the launcher's)."""
+    return subprocess.run(launch_command(processes, program), env=launch_environment(processes), **options)
 
 
 def relaunch(verb: str, processes: int, tokens: list[str]) -> int:
-    """`simpo VERB TOKENS` as `processes` processes; their exit status (0 when all succeeded)."""
-    return run_processes(processes, ["-m", "simpo", verb, *tokens])
+    """`simpo VERB TOKENS` as `processes` processes; the launcher's exit status (0 when all succeeded)."""
+    return run_processes(processes, ["-m", "simpo", verb, *tokens]).returncode
 
 
 def prepare_launched_process() -> None:
@@ -110,3 +111,8 @@ def prepare_launched_process() -> None:
     if where[0] != 0:
         for handler in logging.getLogger().handlers:  # the console's; the records still reach other handlers
             handler.setLevel(logging.ERROR)
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()

@@ -35,6 +35,7 @@ from ..ops.recompute import recompute_in_backward
 from .losses import PairLogps, preference_loss
 from .nonfinite import SKIPS, NonFiniteGuard
 from .reference import with_reference_logps
+from .samplers import seeded_by_epoch
 from .sharding import check_fsdp_active, whole_model
 
 
@@ -180,6 +181,11 @@ class SimPOTrainer(Trainer):
             if model in self.accelerator._models:
                 self.accelerator._models.remove(model)
         return super().train(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # group_by_length: the same order on every process, and on resuming (see samplers.py).
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return seeded_by_epoch(super()._get_train_sampler(train_dataset), seed)
 
     def _get_grad_norm(self, model, grad_norm=None):
         # Trainer calls this between the step's gradient norm (before clipping) and the optimizer
