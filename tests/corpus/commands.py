@@ -82,3 +82,14 @@ CASES += [
     Case("merge-base-missing", ("merge", "run"), "was trained on /no/such/base-model, which is not here",
          {"run/adapter_config.json": '{"base_model_name_or_path": "/no/such/base-model", "peft_type": "LORA"}'}),
 ]
+
+# --nproc N: a number of processes, once.
+CASES += [
+    Case("train-nproc-zero", ("train", "recipe.yaml", "--nproc", "0"), "--nproc takes a number of processes, 1 or more; got '0'",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("train-nproc-word", ("train", "recipe.yaml", "--nproc", "two"), "--nproc takes a number of processes, 1 or more; got 'two'",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("train-nproc-missing", ("train", "recipe.yaml", "--nproc"), "--nproc takes a number of processes, 1 or more; got ''",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("sft-nproc-twice", ("sft", "recipe.yaml", "--nproc", "2", "--nproc=2"), "--nproc is given twice", {"recipe.yaml": "max_steps: 1\n"}),
+]
