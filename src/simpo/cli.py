@@ -117,6 +117,10 @@ def _train(tokens: list[str]) -> int | None:
         print(recipe.to_json())
         return None
     if processes and processes > 1:
+        from .training.run_folder import check_output_dir
+
+        # Refused once, here, rather than by every process.
+        check_output_dir(recipe.training.output_dir, recipe.raw, recipe.training.overwrite_output_dir)
         return relaunch("train", processes, tokens)
     from .stages.train import run_training
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from safetensors.torch import load_file
 
 from simpo.cli import main
 from simpo.data.bundled import make_rows
-from simpo.training.launch import launch_command, run_processes
+from simpo.training.launch import launch_command
 
+# `--nproc`'s launcher, in a process of its own (as the `simpo` command runs it) so that its output can be read.
+RUNNER = "import sys; from simpo.training.launch import run_processes; sys.exit(run_processes(int(sys.argv[1]), sys.argv[2:]))"
 STEP_KEYS = ("loss", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
              "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected")
 
@@ -51,8 +54,8 @@ def runs(tiny_model_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIMPO_HOME", str(work / "simpo-home"))
         patch.setenv("OMP_NUM_THREADS", "1")
-        launch = run_processes(2, [str(Path(__file__).with_name("two_processes.py")), str(work)],
-                               capture_output=True, text=True, timeout=600)
+        launch = subprocess.run([sys.executable, "-c", RUNNER, "2", str(Path(__file__).with_name("two_processes.py")), str(work)],
+                                capture_output=True, text=True, timeout=600)
         assert launch.returncode == 0, launch.stderr[-3000:]
         # One process, the cache now holding the reference log-probs: the same values as the processes'.
         torch.set_num_threads(1)
@@ -140,6 +143,13 @@ def test_group_by_length_order_is_dealt_out_whole_each_epoch(runs):
         assert [len(batch) for batch in batches_0 + batches_1] == [2, 2, 2, 2]
         assert sorted(row for batch in batches_0 + batches_1 for row in batch) == rows, f"epoch {epoch}"
     assert first["group_by_length"][0] != first["group_by_length"][1]  # a new order each epoch
+
+
+def test_the_launcher_returns_the_exit_status_of_the_process_that_failed(tmp_path):
+    script = tmp_path / "fails.py"  # process 1 stops as `simpo` does on a training error; torchrun stops process 0
+    script.write_text("import os, sys, time\nif os.environ['RANK'] == '1':\n    sys.exit(3)\ntime.sleep(600)\n")
+    result = subprocess.run([sys.executable, "-c", RUNNER, "2", str(script)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 3, result.stderr[-2000:]
 
 
 def test_nproc_refused_inside_a_launched_process(tmp_path, monkeypatch, capsys):

@@ -1,12 +1,12 @@
 """Several processes: `simpo train RECIPE.yaml --nproc N` runs the same command as N processes under
 `accelerate launch`, and a process that a launcher started is made ready for its part.
 
-`--nproc N` re-runs `python -m simpo VERB RECIPE.yaml [overrides]` through accelerate's launcher
-(torchrun underneath: `--multi_gpu`, `--num_processes N`, a free `--main_process_port`) and returns
-its exit status. It is the same as `accelerate launch --num_processes N --multi_gpu -m simpo ...`:
-accelerate's `MULTI_CPU` mode starts its processes with `mpirun` only, so on a machine without a GPU
-the processes are started the torchrun way too, with `ACCELERATE_USE_CPU=true` and
-`OMP_NUM_THREADS` = cores / N (unless already set).
+`--nproc N` runs `python -m simpo VERB RECIPE.yaml [overrides]` as N processes through accelerate's
+launcher, called in this process (torchrun underneath: `--multi_gpu`, `--num_processes N`, a free
+`--main_process_port`), and returns 0 or the exit status of the first process that failed. It is
+`accelerate launch --multi_gpu --num_processes N -m simpo ...`: accelerate's `MULTI_CPU` mode starts
+its processes with `mpirun` only, so on a machine without a GPU the processes are started the
+torchrun way too, with `ACCELERATE_USE_CPU=true` and `OMP_NUM_THREADS` = cores / N (unless set).
 
 A process started by a launcher (WORLD_SIZE > 1 in its environment) on a machine without a GPU is
 set to the CPU (gloo), as `accelerate launch --cpu` would set it: without that, every process would
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 
 from ..errors import RecipeError
@@ -65,35 +64,50 @@ def split_nproc(tokens: list[str]) -> tuple[int | None, list[str]]:
     return processes, rest
 
 
+def launch_arguments(processes: int, program: list[str]) -> list[str]:
+    """`accelerate launch`'s arguments that run `program` (`-m simpo VERB ...`, or a script and its
+    arguments) as `processes` processes: torchrun's way, on one machine, a free port; the recipe
+    decides the precision."""
+    return ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1", "--main_process_port", "0",
+            "--mixed_precision", "no", "--dynamo_backend", "no", *program]
+
+
 def launch_command(processes: int, program: list[str]) -> list[str]:
-    """The command that runs `program` (`-m simpo VERB ...` or a script and its arguments) as `processes` processes."""
-    return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-        "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no",
-        *program,
-    ]
+    """The same as a command line."""
+    return [sys.executable, "-m", "accelerate.commands.launch", *launch_arguments(processes, program)]
 
 
 def launch_environment(processes: int) -> dict[str, str]:
-    """The launcher's environment: on a machine without a GPU, the CPU and cores / N threads per process."""
+    """What the launcher adds to the environment: on a machine without a GPU, the CPU and cores / N
+    threads per process (unless OMP_NUM_THREADS is set)."""
     import torch
 
-    env = dict(os.environ)
-    if not torch.cuda.is_available():
-        env["ACCELERATE_USE_CPU"] = "true"
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
-    return env
+    if torch.cuda.is_available():
+        return {}
+    return {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // processes))}
 
 
-def run_processes(processes: int, program: list[str], **options) -> subprocess.CompletedProcess:
-    """Run `program` as `processes` processes under accelerate's launcher and wait for them;
-    `options` go to `subprocess.run` (the environment is the launcher's)."""
-    return subprocess.run(launch_command(processes, program), env=launch_environment(processes), **options)
+def run_processes(processes: int, program: list[str]) -> int:
+    """Run `program` as `processes` processes under accelerate's launcher, in this process, and wait
+    for them; the exit status: 0, or that of the first process that failed (a `simpo` error: 2 or 3)."""
+    from accelerate.commands.launch import launch_command as accelerate_launch
+    from accelerate.commands.launch import launch_command_parser
+    from accelerate.utils import patch_environment
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    args = launch_command_parser().parse_args(launch_arguments(processes, program))
+    with patch_environment(**launch_environment(processes)):
+        try:
+            accelerate_launch(args)
+        except ChildFailedError as failed:  # torchrun stopped the others; its report is logged above
+            _, failure = failed.get_first_failure()
+            return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
 
 
 def relaunch(verb: str, processes: int, tokens: list[str]) -> int:
-    """`simpo VERB TOKENS` as `processes` processes; the launcher's exit status (0 when all succeeded)."""
-    return run_processes(processes, ["-m", "simpo", verb, *tokens]).returncode
+    """`simpo VERB TOKENS` as `processes` processes; 0 when all succeeded, else the first failure's exit status."""
+    return run_processes(processes, ["-m", "simpo", verb, *tokens])
 
 
 def prepare_launched_process() -> None:
