@@ -1,7 +1,8 @@
 """What `tests/training/test_sharding.py` runs as two processes under `accelerate launch` with a
 DeepSpeed ZeRO-3 config (DeepSpeed's CPU accelerator, gloo): `python sharded_processes.py WORK MODEL`.
 
-1. `simpo train WORK/dpo.yaml` (the CLI's `main`, as `accelerate launch -m simpo train` runs it).
+1. `simpo train WORK/dpo.yaml` (the CLI's `main`, as `accelerate launch -m simpo train` runs it),
+   counting the positions the output head's module projects.
 2. ZeRO-3's weight check: a model partitioned by `deepspeed.zero.Init`, one value of one partition
    made infinite on process 1 only; what `NonFiniteGuard.check_weights` says on each process.
 3. FSDP2 on the same two processes (torch's `fully_shard` over gloo; accelerate starts FSDP on
@@ -16,6 +17,7 @@ Each process writes what it found to WORK/process-RANK.pt for the test to judge.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -32,7 +34,21 @@ WORK, MODEL = Path(sys.argv[1]), Path(sys.argv[2])
 CHUNK = 16  # response tokens per chunk of the output head: several chunks per batch
 BAD = "model.layers.1.mlp.up_proj.weight"  # the weight made non-finite on process 1
 
+# The positions the output head module projects during the run: none when the chunked head runs on the
+# gathered weight (the model's own head call keeps no position), chunks when it calls the module.
+vocab = json.loads((MODEL / "config.json").read_text())["vocab_size"]
+head_rows: list[int] = []
+
+
+def head_call(module, args, output):
+    if isinstance(module, torch.nn.Linear) and module.out_features == vocab:
+        head_rows.append(args[0].shape[:-1].numel())
+
+
+hook = torch.nn.modules.module.register_module_forward_hook(head_call)
 found: dict = {"status": main(["train", str(WORK / "dpo.yaml")])}
+hook.remove()
+found["head_calls"], found["head_rows"] = len(head_rows), sum(head_rows)
 rank = dist.get_rank()
 
 from accelerate import PartialState  # noqa: E402
