@@ -36,7 +36,7 @@ from .losses import PairLogps, preference_loss
 from .nonfinite import SKIPS, NonFiniteGuard
 from .reference import with_reference_logps
 from .samplers import seeded_by_epoch
-from .sharding import check_fsdp_active, whole_model
+from .sharding import check_fsdp_active, is_zero3, whole_model
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -91,6 +91,9 @@ class SimPOTrainer(Trainer):
             if args.precompute_ref_logps:
                 self._precompute_reference(ref_model if ref_model is not None else self.model)
             elif ref_model is not None or not is_adapted(self.model):
+                if is_zero3(ref_model if ref_model is not None else self.model):
+                    raise RecipeError("precompute_ref_logps: false under DeepSpeed ZeRO-3: a live reference model would be "
+                                      "partitioned with no engine to gather it; keep precompute_ref_logps: true (the default)")
                 frozen = ref_model if ref_model is not None else copy.deepcopy(self.model)
                 frozen.eval().requires_grad_(False)
                 self.ref_model = self.accelerator.prepare_model(frozen, evaluation_mode=True)
