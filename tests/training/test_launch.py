@@ -44,7 +44,7 @@ def runs(tiny_model_dir, tmp_path_factory):
     folder = tiny_model_dir("llama")
     work = tmp_path_factory.mktemp("processes")
     write_jsonl(work / "pairs" / "train.jsonl", make_rows(8, seed=5))
-    write_jsonl(work / "pairs" / "test.jsonl", make_rows(4, seed=6))
+    write_jsonl(work / "pairs" / "test.jsonl", make_rows(5, seed=6))  # 5: the processes' last eval batches are evened out
     dpo = {"loss_type": "dpo", "beta": 0.5, "precompute_ref_logps": True}
     _recipe(work, "simpo", folder, do_eval=True)
     _recipe(work, "dpo", folder, **dpo)
@@ -104,15 +104,15 @@ def test_only_process_0_writes_and_the_reference_is_computed_once(runs):
     assert any(event.endswith("key.json") and "ref-logps" in event for event in first["written"])
     # DPO's reference log-probs, train and eval split: computed by process 0, read from its cache by process 1.
     assert [r.split(" in ")[0] for r in first["records"] if "reference log-probs" in r] == [
-        "train: computed the reference log-probs of 8 pairs", "eval: computed the reference log-probs of 4 pairs"]
+        "train: computed the reference log-probs of 8 pairs", "eval: computed the reference log-probs of 5 pairs"]
     assert [r.split(" from ")[0] for r in second["records"] if "reference log-probs" in r] == [
-        "train: reusing the cached reference log-probs of 8 pairs", "eval: reusing the cached reference log-probs of 4 pairs"]
+        "train: reusing the cached reference log-probs of 8 pairs", "eval: reusing the cached reference log-probs of 5 pairs"]
     assert len(list((work / "simpo-home" / "ref-logps").iterdir())) == 2  # one cache folder per split, no leftovers
     # The console: process 0's messages once each; process 1's (it logged them too) not at all.
     dataset_line = "train: 8 pairs; dropped: none"
     assert launch.stderr.count(dataset_line) == sum(dataset_line in r for r in first["records"]) == sum(dataset_line in r for r in second["records"]) > 0
     assert launch.stderr.count("computed the reference log-probs") == 2 and "reusing the cached" not in launch.stderr
-    assert launch.stdout.count("held-out pairs: 4") == 1  # the SimPO run's summary, printed once
+    assert launch.stdout.count("held-out pairs: 5") == 1  # the SimPO run's summary, printed once
 
 
 def test_kto_reference_point_is_the_mean_over_both_processes(runs):

@@ -252,7 +252,8 @@ def preference_loss(args, logps: PairLogps) -> tuple[torch.Tensor, dict[str, tor
     """The batch loss of `args.loss_type` with its hyperparameters from `args`, and per-pair metrics:
     `rewards/chosen|rejected` (the method's implicit reward), `rewards/accuracies` (chosen reward >
     rejected), `rewards/margins`, `logps/chosen|rejected` (the log-probs the loss reads: A or logp),
-    and the method's own extras (`nll_loss`, ORPO's log-odds, SimPO's `sft_loss` with an SFT weight)."""
+    the method's own extras (`nll_loss`, ORPO's log-odds, SimPO's `sft_loss` with an SFT weight), and
+    `loss`: each pair's loss, its batch's batch-level term included (their mean is the batch loss)."""
     loss = LOSSES.get(args.loss_type)
     if loss is None:
         raise ValueError(f"unknown loss_type {args.loss_type!r}")
@@ -268,5 +269,6 @@ def preference_loss(args, logps: PairLogps) -> tuple[torch.Tensor, dict[str, tor
         "logps/chosen": terms.logps_chosen.detach(),
         "logps/rejected": terms.logps_rejected.detach(),
         **terms.extra,
+        "loss": (terms.losses + terms.batch_term).detach(),
     }
     return terms.losses.mean() + terms.batch_term, metrics

@@ -157,6 +157,8 @@ class SimPOTrainer(Trainer):
     def _store(self, metrics: dict[str, torch.Tensor], split: str) -> None:
         gather = self.accelerator.gather_for_metrics if split == "eval" else self.accelerator.gather
         for key, values in metrics.items():
+            if key == "loss" and split == "train":  # transformers logs the training loss itself
+                continue
             self._pair_metrics[split][key].append(gather(values))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -217,6 +219,9 @@ class SimPOTrainer(Trainer):
             split, prefix = ("eval", loss_key[: -len("loss")]) if loss_key else (None, "")
         if split is not None:
             stored = self._pair_metrics[split]
+            # Under evaluation `loss` too is the mean over the held-out pairs: transformers' weighs each
+            # batch's mean by its size, and with several processes the last batches, evened out with
+            # repeated pairs, would count those in the kept pairs' share.
             for key, chunks in stored.items():
                 logs[prefix + key] = torch.cat(chunks).float().mean().item()
             stored.clear()
