@@ -7,6 +7,8 @@ One launch of two processes (`two_processes.py`) serves every test of the module
 from __future__ import annotations
 
 import json
+import logging
+import os
 import runpy
 import subprocess
 import sys
@@ -184,3 +186,32 @@ def test_shipped_accelerate_configs_load(name):
     config = load_config_from_file(str(REPO / "recipes" / "accelerate" / f"{name}.yaml"))
     assert config.distributed_type == DistributedType.MULTI_GPU  # torchrun starts the processes; simpo sets the CPU where no GPU is
     assert (config.num_processes, config.use_cpu, config.mixed_precision) == {"multi_cpu": (2, True, "no"), "multi_gpu": (8, False, "bf16")}[name]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU is chosen where no GPU is")
+def test_a_launched_process_without_a_gpu_is_set_to_the_cpu_and_a_replica_prints_errors_only(monkeypatch):
+    import datasets
+    import transformers
+
+    from simpo.training.launch import prepare_launched_process
+
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    console = logging.StreamHandler()
+    logging.getLogger().addHandler(console)
+    levels = {handler: handler.level for handler in logging.getLogger().handlers}  # pytest's own among them
+    try:
+        prepare_launched_process()  # not launched: nothing changes
+        assert "ACCELERATE_USE_CPU" not in os.environ and console.level == logging.NOTSET
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "0")
+        prepare_launched_process()
+        assert os.environ["ACCELERATE_USE_CPU"] == "true" and console.level == logging.NOTSET  # the main process speaks
+        monkeypatch.setenv("RANK", "1")
+        prepare_launched_process()
+        assert console.level == logging.ERROR and not datasets.is_progress_bar_enabled()
+    finally:
+        for handler, level in levels.items():
+            handler.setLevel(level)
+        logging.getLogger().removeHandler(console)
+        datasets.enable_progress_bars()
+        transformers.utils.logging.enable_progress_bar()
