@@ -9,6 +9,7 @@ when it has them. This module is the one place that does so; generation, evaluat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -47,18 +48,21 @@ def load_model_config(config: ModelConfig):
     """The `transformers` config of the model (of the base, for an adapter folder)."""
     from transformers import AutoConfig
 
-    name = adapter_base(config.model_name_or_path) or config.model_name_or_path
-    return AutoConfig.from_pretrained(resolve_model_path(name), revision=config.model_revision, trust_remote_code=config.trust_remote_code)
+    base = adapter_base(config.model_name_or_path)
+    if base is not None:  # the base may be an adapter folder in turn
+        return load_model_config(dataclasses.replace(config, model_name_or_path=base, model_revision="main"))
+    name = resolve_model_path(config.model_name_or_path)
+    return AutoConfig.from_pretrained(name, revision=config.model_revision, trust_remote_code=config.trust_remote_code)
 
 
 def load_tokenizer(config: ModelConfig):
     from transformers import AutoTokenizer
 
-    name = config.model_name_or_path
-    if adapter_base(name) and not (Path(name) / "tokenizer_config.json").is_file():
-        name = adapter_base(name)  # an adapter saved without its tokenizer: the base's
+    base = adapter_base(config.model_name_or_path)
+    if base is not None and not (Path(config.model_name_or_path) / "tokenizer_config.json").is_file():
+        return load_tokenizer(dataclasses.replace(config, model_name_or_path=base, model_revision="main"))  # an adapter saved without one
     tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(name),
+        resolve_model_path(config.model_name_or_path),
         revision=config.model_revision,
         trust_remote_code=config.trust_remote_code,
     )
@@ -101,8 +105,6 @@ def load_model(config: ModelConfig, dtype: str | None = None):
 
 def _merged(config: ModelConfig, base: str, dtype: str | None):
     """The base of the adapter folder `config.model_name_or_path` with the adapter merged into its weights."""
-    import dataclasses
-
     from peft import PeftModel
     from transformers import GenerationConfig
 
