@@ -80,7 +80,7 @@ class SimPOConfig(TrainingArguments):
     use_peft: bool = recipe_key(False, "Train LoRA adapters (peft) instead of every weight: the output folder holds the adapter (simpo merge writes a full model); a reference loss's reference is the model with its adapters disabled (docs/lora.md)")
     lora_r: int = recipe_key(16, "LoRA's rank r (use_peft)")
     lora_alpha: int = recipe_key(32, "LoRA's scale numerator: the adapter's update is scaled by lora_alpha / lora_r (use_peft)")
-    lora_dropout: float = recipe_key(0.05, "Dropout on the adapters' input, in [0, 1); disable_dropout leaves it as set (use_peft)")
+    lora_dropout: float = recipe_key(0.05, "Dropout on the adapters' input, in [0, 1), applied only under disable_dropout: false (which zeroes every dropout, LoRA's too; use_peft)")
     lora_target_modules: list[str] | None = recipe_key(None, "Names of the linear layers that get adapters ([q_proj, v_proj], say); unset: every linear layer but the output head (use_peft)")
     overwrite_output_dir: bool = recipe_key(False, "Start over in an output_dir that holds a run: its contents are first moved aside to OUTPUT_DIR.previous-N (otherwise a run made with another recipe is refused, the same recipe resumes)")
     # Our collator builds the model inputs from tokenized pairs; Trainer must not prune them.

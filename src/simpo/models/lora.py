@@ -101,8 +101,3 @@ def reference_mode(model):
     """A context in which `model` computes the reference: its adapters disabled (a model without adapters: as it is)."""
     return model.disable_adapter() if is_adapted(model) else contextlib.nullcontext()
 
-
-def is_lora_dropout(name: str) -> bool:
-    """Whether the module named `name` is a LoRA adapter's own dropout (`...q_proj.lora_dropout.default`)."""
-    parts = name.split(".")
-    return len(parts) >= 2 and parts[-2] == "lora_dropout"

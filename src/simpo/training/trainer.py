@@ -28,7 +28,7 @@ from transformers import Trainer
 from ..config.recipe import SimPOConfig
 from ..data.collate import ROW_IDS, PairCollator
 from ..errors import RecipeError
-from ..models.lora import add_adapters, is_adapted, is_lora_dropout, reference_mode
+from ..models.lora import add_adapters, is_adapted, reference_mode
 from ..ops.attention import use_per_sequence_attention
 from ..ops.logprobs import response_logps
 from ..ops.recompute import recompute_in_backward
@@ -40,9 +40,9 @@ from .sharding import check_fsdp_active, is_zero3, whole_model
 
 
 def disable_dropout(model: nn.Module) -> None:
-    """Every dropout of the model at 0, but LoRA's own (`lora_dropout`), which stays as the recipe sets it."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Dropout) and not is_lora_dropout(name):
+    """Every dropout of the model at 0, LoRA's own (`lora_dropout`) included, as the official trainer does."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
