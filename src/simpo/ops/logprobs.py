@@ -160,6 +160,15 @@ def _whole(weight):
     return GatheredParameters([weight]) if weight.ds_status == ZeroParamStatus.NOT_AVAILABLE else contextlib.nullcontext()
 
 
+def head_module_logps(head, softcap, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int):
+    """Each token's log-prob and mean logit through the head module called on chunks of `chunk_size`
+    tokens, each chunk checkpointed (recomputed in its backward pass): autograd through any module."""
+    return torch.cat([
+        checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], targets[i : i + chunk_size], use_reentrant=False)
+        for i in range(0, hidden.shape[0], chunk_size)
+    ]).unbind(-1)
+
+
 def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, base_model=None) -> ResponseLogps:
     """Per sequence: the sum of log pi(y_t | ...) over its response tokens, their count, and the sum
     of their mean logits.
@@ -180,10 +189,7 @@ def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, b
         if _plain_linear(head) or _zero3_linear(head):
             token_logps, mean_logits = _LinearHeadLogps.apply(hidden, head.weight, targets, softcap, chunk_size)
         else:  # another head module (LoRA-wrapped, or sharded in a unit of its own): autograd through the module
-            token_logps, mean_logits = torch.cat([
-                checkpoint(_chunk_logps, head, softcap, hidden[i : i + chunk_size], targets[i : i + chunk_size], use_reentrant=False)
-                for i in range(0, hidden.shape[0], chunk_size)
-            ]).unbind(-1)
+            token_logps, mean_logits = head_module_logps(head, softcap, hidden, targets, chunk_size)
     else:
         keep[index] = True
         logits = model(**inputs, logits_to_keep=keep.view(rows, width), use_cache=False).logits  # [kept positions, vocab]
