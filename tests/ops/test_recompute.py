@@ -123,3 +123,37 @@ def test_a_down_projection_with_a_bias_keeps_its_module(bias):
     assert lean_loss == loss
     for grad, lean_grad in zip(grads, lean_grads):
         assert torch.allclose(lean_grad, grad, rtol=1e-5, atol=1e-7)
+
+
+def lora_llama(dropout: float = 0.0):
+    """The tiny Llama with LoRA adapters (r 4) on every linear layer, their lora_B made non-zero."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(), LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear"))
+    for name, weight in model.named_parameters():
+        if "lora_B" in name:
+            weight.data.normal_(0, 0.1)
+    return model
+
+
+def test_a_lora_down_projection_keeps_no_product(monkeypatch):
+    model = lora_llama()
+    lean = copy.deepcopy(model)
+    assert recompute_in_backward(lean) == 2 + 2 * 2 + 1
+    ids = torch.randint(0, 128, (2, 17))
+    results = []
+    for each in (model, lean):
+        loss = each(ids, labels=ids).loss
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in each.parameters() if p.requires_grad]))
+    (loss, grads), (lean_loss, lean_grads) = results
+    assert torch.allclose(lean_loss, loss, rtol=1e-6, atol=0)
+    assert len(grads) == 2 * 7 * 2  # lora_A and lora_B of 7 linear layers in 2 layers: only the adapters train
+    for grad, lean_grad in zip(grads, lean_grads):
+        assert torch.allclose(lean_grad, grad, rtol=1e-5, atol=1e-7)
+    # The product silu(gate) * up, one [tokens, intermediate] per layer, is what lora_A's gradient
+    # would keep without the fused path.
+    ids = torch.randint(0, 128, (1, 64))
+    fused = saved_bytes(lean, ids, monkeypatch)
+    monkeypatch.setattr(recompute, "_plain_lora", lambda down: None)
+    assert saved_bytes(lean, ids, monkeypatch) - fused == 2 * 96 * 64 * 4

@@ -19,9 +19,12 @@ own hooks take the projections' saved tensors, and the output is kept as before.
 
 `recompute_in_backward(model)` swaps the forward of every module whose forward is the standard
 Llama one: MLPs `down_proj(act_fn(gate_proj(x)) * up_proj(x))` with a SiLU activation, and
-RMSNorms (Llama, Mistral, Qwen2/3 and others share them); any other module is left as it is. A down
-projection that is not a plain bias-free `nn.Linear` (LoRA, sharded weights) keeps its own module,
-after the product. Nothing changes without autograd (no_grad, frozen inputs).
+RMSNorms (Llama, Mistral, Qwen2/3 and others share them); any other module is left as it is. A LoRA
+down projection (peft's `lora.Linear` over a plain linear layer, one plain adapter, no dropout)
+computes `silu(gate) * up` into its frozen weight and into `lora_A` alike, each recomputing the
+product in backward, so the product is not kept for `lora_A`'s gradient either. Any other down
+projection (sharded weights, a bias, LoRA with dropout or variants) keeps its own module, after the
+product. Nothing changes without autograd (no_grad, frozen inputs).
 """
 
 from __future__ import annotations
@@ -74,12 +77,34 @@ class _SwiGLUDown(torch.autograd.Function):
         return grad_gate, grad_up, grad_weight
 
 
+def _plain_lora(down: nn.Module):
+    """(base weight, lora_A weight, lora_B, scaling) of a peft LoRA layer that computes exactly
+    `base(x) + lora_B(lora_A(x)) * scaling` over plain bias-free linear layers; else None."""
+    if not all(hasattr(down, name) for name in ("base_layer", "lora_A", "lora_B", "lora_dropout", "scaling")):
+        return None
+    active = getattr(down, "active_adapters", [])
+    if getattr(down, "disable_adapters", True) or getattr(down, "merged", True) or len(active) != 1 or active[0] not in down.lora_A:
+        return None
+    name = active[0]
+    dropout = down.lora_dropout[name]
+    if name in getattr(down, "lora_variant", {}) or not (isinstance(dropout, nn.Identity) or (dropout.p == 0 or not dropout.training)):
+        return None
+    if not (_plain_linear(down.base_layer) and _plain_linear(down.lora_A[name]) and _plain_linear(down.lora_B[name])):
+        return None
+    return down.base_layer.weight, down.lora_A[name].weight, down.lora_B[name], down.scaling[name]
+
+
 def swiglu_down(gate: torch.Tensor, up: torch.Tensor, down: nn.Module) -> torch.Tensor:
     """`down(silu(gate) * up)`; under autograd, keeping only `gate` and `up` for the backward pass."""
     if not (torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad)):
         return down(nn.functional.silu(gate) * up)
     if _plain_linear(down):
         return _SwiGLUDown.apply(gate, up, down.weight)
+    lora = _plain_lora(down)
+    if lora is not None:
+        base_weight, lora_a, lora_b, scaling = lora
+        result = _SwiGLUDown.apply(gate, up, base_weight)
+        return (result + lora_b(_SwiGLUDown.apply(gate, up, lora_a)) * scaling).to(result.dtype)  # peft's dtype rule
     return down(_SwiGLUDown.apply(gate, up, None))
 
 
