@@ -2,7 +2,7 @@
 DeepSpeed ZeRO-3 config (DeepSpeed's CPU accelerator, gloo): `python sharded_processes.py WORK MODEL`.
 
 1. `simpo train WORK/dpo.yaml` (the CLI's `main`, as `accelerate launch -m simpo train` runs it),
-   counting the positions the output head's module projects.
+   counting the positions whose logits the output head's module returns.
 2. ZeRO-3's weight check: a model partitioned by `deepspeed.zero.Init`, one value of one partition
    made infinite on process 1 only; what `NonFiniteGuard.check_weights` says on each process.
 3. FSDP2 on the same two processes (torch's `fully_shard` over gloo; accelerate starts FSDP on
@@ -34,15 +34,16 @@ WORK, MODEL = Path(sys.argv[1]), Path(sys.argv[2])
 CHUNK = 16  # response tokens per chunk of the output head: several chunks per batch
 BAD = "model.layers.1.mlp.up_proj.weight"  # the weight made non-finite on process 1
 
-# The positions the output head module projects during the run: none when the chunked head runs on the
-# gathered weight (the model's own head call keeps no position), chunks when it calls the module.
+# The positions whose logits the output head module returns during the run: none when the chunked head
+# runs as the module's forward (it returns log-probs; the model's own head call keeps no position),
+# chunks when the module projects each chunk.
 vocab = json.loads((MODEL / "config.json").read_text())["vocab_size"]
 head_rows: list[int] = []
 
 
 def head_call(module, args, output):
     if isinstance(module, torch.nn.Linear) and module.out_features == vocab:
-        head_rows.append(args[0].shape[:-1].numel())
+        head_rows.append(output.shape[:-1].numel() if isinstance(output, torch.Tensor) else 0)
 
 
 hook = torch.nn.modules.module.register_module_forward_hook(head_call)

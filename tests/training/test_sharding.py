@@ -75,8 +75,8 @@ def _log(run: Path) -> list[dict]:
 def test_zero3_trains_as_one_process_with_accumulation_2(sharded):
     work, processes = sharded
     assert [process["status"] for process in processes] == [0, 0]
-    # The chunked head ran on the gathered weight: the head module was called (by the model, on no
-    # position) but never projected a chunk (the module-per-chunk path would have).
+    # The chunked head ran as the head module's forward, on the weight DeepSpeed gathered for it: the
+    # module returned no position's logits (the module-per-chunk path returns each chunk's).
     assert [(process["head_calls"] > 0, process["head_rows"]) for process in processes] == [(True, 0), (True, 0)]
     zero3, single = _log(work / "runs" / "dpo"), _log(work / "runs" / "dpo-1")
     steps = [[entry for entry in log if "loss" in entry] for log in (zero3, single)]

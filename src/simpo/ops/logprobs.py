@@ -10,8 +10,9 @@ about one chunk times the vocabulary instead of every response token times the v
 boolean mask).
 
 Under DeepSpeed ZeRO-3 the head's weight is partitioned across processes and only whole while its
-module runs; `_LinearHeadLogps` gathers it itself, once for the forward chunks and once for the
-backward pass (`_whole`), so the chunked path is the same with a sharded head. Under FSDP2 the root
+module runs: `_LinearHeadLogps` then runs as the head module's forward (`_as_head_forward`), so that
+DeepSpeed's hooks gather the weight for its forward and its backward pass and release it after, as
+for any linear layer, and the chunked path is the same with a sharded head. Under FSDP2 the root
 module, which holds the head, keeps its parameters unsharded from its forward to its backward, so
 the head is an ordinary weight there. A head that is neither (LoRA, FSDP2 with the head in a unit of
 its own) is called as a module per chunk, checkpointed.
@@ -27,7 +28,6 @@ matrix-vector product), never from a [tokens, vocab] tensor of its own.
 
 from __future__ import annotations
 
-import contextlib
 from typing import NamedTuple
 
 import torch
@@ -63,21 +63,14 @@ class _LinearHeadLogps(torch.autograd.Function):
     nothing of the weight's size is summed or converted more than once. Matmuls run in the autocast
     dtype when autocast is on (the weight cast once per pass), the softmax in fp32.
 
-    A second output, not differentiated, holds each token's mean logit. A ZeRO-3-partitioned weight
-    is gathered whole for the forward pass and again for the backward pass (`_whole`).
+    A second output, not differentiated, holds each token's mean logit.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, softcap, chunk_size):
-        with _whole(weight):
-            return _LinearHeadLogps._forward(ctx, hidden, weight, targets, softcap, chunk_size)
-
-    @staticmethod
-    def _forward(ctx, hidden, weight, targets, softcap, chunk_size):
         dtype = compute_dtype(weight)
         cast = weight.to(dtype)
         ctx.hidden_dtype, ctx.weight_dtype, ctx.softcap, ctx.chunk_size = hidden.dtype, weight.dtype, softcap, chunk_size
-        ctx.weight = weight
         hidden = hidden.to(dtype)
         logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         normalizers, mean_logits = torch.empty_like(logps), torch.empty_like(logps)
@@ -96,11 +89,6 @@ class _LinearHeadLogps(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logps, _grad_mean_logits):
-        with _whole(ctx.weight):
-            return _LinearHeadLogps._backward(ctx, grad_logps)
-
-    @staticmethod
-    def _backward(ctx, grad_logps):
         hidden, cast, targets, normalizers = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         tokens, vocab = hidden.shape[0], cast.shape[0]
@@ -149,15 +137,19 @@ def _zero3_linear(head) -> bool:
     return type(head) is torch.nn.Linear and head.bias is None and hasattr(head.weight, "ds_id")
 
 
-def _whole(weight):
-    """A context in which a ZeRO-3-partitioned `weight` is whole on every process (a collective: every
-    process enters it at the same point); a no-op for any other weight, or one already whole (the
-    engine holding it, or an enclosing gather)."""
-    if not hasattr(weight, "ds_id"):
-        return contextlib.nullcontext()
-    from deepspeed.runtime.zero.partition_parameters import GatheredParameters, ZeroParamStatus
-
-    return GatheredParameters([weight]) if weight.ds_status == ZeroParamStatus.NOT_AVAILABLE else contextlib.nullcontext()
+def _as_head_forward(head, hidden, targets, softcap, chunk_size):
+    """`_LinearHeadLogps` on a ZeRO-3 head, run as the head module's forward for one call: DeepSpeed's
+    hooks on the module gather its weight before the forward and again before the backward pass, and
+    release it after each (after its gradient is accumulated), as for any linear layer."""
+    own = head.__dict__.get("forward")
+    head.forward = lambda hidden, targets: _LinearHeadLogps.apply(hidden, head.weight, targets, softcap, chunk_size)
+    try:
+        return head(hidden, targets)
+    finally:
+        if own is None:
+            del head.forward
+        else:
+            head.forward = own
 
 
 def head_module_logps(head, softcap, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int):
@@ -186,8 +178,10 @@ def response_logps(model, batch: dict[str, torch.Tensor], chunk_size: int = 0, b
         hidden = output.hidden_states[-1].flatten(0, 1)[index]  # the final (normed) hidden states that predict
         head = base_model.get_output_embeddings()
         softcap = getattr(base_model.config, "final_logit_softcapping", None)
-        if _plain_linear(head) or _zero3_linear(head):
+        if _plain_linear(head):
             token_logps, mean_logits = _LinearHeadLogps.apply(hidden, head.weight, targets, softcap, chunk_size)
+        elif _zero3_linear(head):
+            token_logps, mean_logits = _as_head_forward(head, hidden, targets, softcap, chunk_size)
         else:  # another head module (LoRA-wrapped, or sharded in a unit of its own): autograd through the module
             token_logps, mean_logits = head_module_logps(head, softcap, hidden, targets, chunk_size)
     else:
