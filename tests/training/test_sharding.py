@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import REPO, pair_features, recipe_values, write_jsonl
+from helpers import REPO, load_causal_lm, pair_features, recipe_values, write_jsonl
+from transformers import AutoTokenizer
 
 from simpo.cli import main
 from simpo.data.bundled import make_rows
@@ -42,9 +43,12 @@ def _recipe(work: Path, name: str, folder: Path, **extra) -> Path:
 
 @pytest.fixture(scope="module")
 def sharded(tiny_model_dir, tmp_path_factory):
-    """The two processes' findings under ZeRO-3, then one process's run with accumulation 2 (its own reference cache)."""
-    folder = tiny_model_dir("llama")
+    """The two processes' findings under ZeRO-3, then one process's run with accumulation 2 (its own reference cache).
+    The tiny Llama with its head untied from the embeddings, as Llama-3-8B's and Mistral's are."""
     work = tmp_path_factory.mktemp("sharded")
+    folder = work / "untied"
+    load_causal_lm(tiny_model_dir("llama"), untie=True).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir("llama")).save_pretrained(folder)
     write_jsonl(work / "pairs" / "train.jsonl", make_rows(8, seed=5))
     write_jsonl(work / "pairs" / "test.jsonl", make_rows(4, seed=6))
     _recipe(work, "dpo", folder)
@@ -65,7 +69,7 @@ def sharded(tiny_model_dir, tmp_path_factory):
             assert main(["train", str(single)]) == 0
         finally:
             torch.set_num_threads(threads)
-    return work, [torch.load(work / f"process-{rank}.pt") for rank in (0, 1)]
+    return work, folder, [torch.load(work / f"process-{rank}.pt") for rank in (0, 1)]
 
 
 def _log(run: Path) -> list[dict]:
@@ -73,7 +77,7 @@ def _log(run: Path) -> list[dict]:
 
 
 def test_zero3_trains_as_one_process_with_accumulation_2(sharded):
-    work, processes = sharded
+    work, _, processes = sharded
     assert [process["status"] for process in processes] == [0, 0]
     # The chunked head ran as the head module's forward, on the weight DeepSpeed gathered for it: the
     # module returned no position's logits (the module-per-chunk path returns each chunk's).
@@ -87,7 +91,7 @@ def test_zero3_trains_as_one_process_with_accumulation_2(sharded):
         for key in STEP_KEYS:
             assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-6), key
     # The step-0 evaluation (run inside train() under DeepSpeed) and the last, over both processes' pairs.
-    # The weights differ in their last bits (about 2e-6), so the metrics do too; a margin is the
+    # The weights differ in their last bits (see below), so the metrics do too; a margin is the
     # difference of two rewards of about 1.6, so it gets an absolute tolerance.
     evals = [[entry for entry in log if "eval_loss" in entry] for log in (zero3, single)]
     assert [entry["step"] for entry in evals[0]] == [entry["step"] for entry in evals[1]] == [0, 4]
@@ -108,20 +112,28 @@ def test_zero3_trains_as_one_process_with_accumulation_2(sharded):
 def test_zero3_saves_a_whole_model_that_plain_transformers_loads(sharded):
     from transformers import AutoModelForCausalLM
 
-    work, _ = sharded
+    work, _, _ = sharded
     zero3 = AutoModelForCausalLM.from_pretrained(work / "runs" / "dpo", dtype=torch.float32)
     single = AutoModelForCausalLM.from_pretrained(work / "runs" / "dpo-1", dtype=torch.float32)
     theirs = dict(single.named_parameters())
     assert [name for name, _ in zero3.named_parameters()] == list(theirs)
+    # Every step is clipped, and the clipping coefficients differ in their last bits (DeepSpeed sums the
+    # norm over partitions); Adam turns that into up to 3e-5 on the few head weights whose gradients
+    # are of the order of its eps (28 of 1.5M measured), and 3e-6 at most on any other weight.
     for name, weight in zero3.named_parameters():
-        assert weight.shape == theirs[name].shape and torch.allclose(weight, theirs[name], rtol=0, atol=1e-5), name
+        difference = (weight - theirs[name]).abs()
+        assert weight.shape == theirs[name].shape, name
+        if name == "lm_head.weight":
+            assert difference.max() < 1e-4 and (difference > 1e-5).sum() < 100, name
+        else:
+            assert difference.max() < 1e-5, name
     initial = AutoModelForCausalLM.from_pretrained(yaml.safe_load((work / "dpo.yaml").read_text())["model_name_or_path"])
     assert (dict(zero3.named_parameters())[BAD] - initial.state_dict()[BAD]).abs().max() > 1e-3  # it was trained
 
 
 @pytest.mark.parametrize("engine", ["zero3", "fsdp2"])
 def test_weight_check_reads_every_process_share(sharded, engine):
-    _, processes = sharded
+    _, folder, processes = sharded
     if engine == "zero3":  # the parameter itself is an empty placeholder outside its module's forward
         assert processes[0]["zero3_placeholder_numel"] == 0
     said = [(process[f"{engine}_before"], process[f"{engine}_after"]) for process in processes]
@@ -130,7 +142,7 @@ def test_weight_check_reads_every_process_share(sharded, engine):
     assert said[0][1] == said[1][1] and said[0][1].startswith(f"step 7: the update made 1 weight tensors non-finite ({BAD} first)")
 
 
-def test_fsdp2_chunked_head_and_gradients_are_one_process_s(sharded, tiny_model_dir):
+def test_fsdp2_chunked_head_and_gradients_are_one_process_s(sharded):
     from transformers import AutoModelForCausalLM
 
     from simpo.data.collate import PairCollator
@@ -138,11 +150,10 @@ def test_fsdp2_chunked_head_and_gradients_are_one_process_s(sharded, tiny_model_
     from simpo.ops.logprobs import response_logps
     from simpo.ops.recompute import recompute_in_backward
 
-    _, processes = sharded
+    _, folder, processes = sharded
     # After the root's forward FSDP2 keeps its weights (embeddings and head) whole until its backward:
     # the chunked head's own gradient runs on it.
     assert [process["fsdp2_head_whole_after_forward"] for process in processes] == [True, True]
-    folder = tiny_model_dir("llama")
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     recompute_in_backward(model)
     use_per_sequence_attention(model)
