@@ -195,7 +195,8 @@ def test_a_launched_process_without_a_gpu_is_set_to_the_cpu_and_a_replica_prints
 
     from simpo.training.launch import prepare_launched_process
 
-    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "")  # recorded, so that the variable set below is removed afterwards
+    monkeypatch.delenv("ACCELERATE_USE_CPU")
     console = logging.StreamHandler()
     logging.getLogger().addHandler(console)
     levels = {handler: handler.level for handler in logging.getLogger().handlers}  # pytest's own among them
