@@ -22,7 +22,8 @@ run: model
 
 test: model
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest tests
+	# Two workers of one thread each: most tests run one thread or wait on processes they start.
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 
 bench: model
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
