@@ -26,3 +26,20 @@ class OptionParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise RecipeError(f"{message} ({self.prog} --help lists the options)")
+
+    @classmethod
+    def of(cls, prog: str, positional: str, options, **settings) -> "OptionParser":
+        """The parser of `prog`: one positional argument, then each (flag, argparse settings) of `options`."""
+        parser = cls(prog=prog, add_help=False, **settings)
+        parser.add_argument(positional)
+        for flag, option in options:
+            parser.add_argument(flag, **option)
+        return parser
+
+
+def option_rows(options) -> list[tuple[str, str, str, str]]:
+    """(flag, type, default, help) of each (flag, argparse settings) of `options`, for `simpo VERB --help`."""
+    def default(option) -> str:
+        return "required" if option.get("required") else "-" if option.get("default") is None else str(option["default"])
+
+    return [(flag, option["type"].__name__, default(option), option["help"]) for flag, option in options]

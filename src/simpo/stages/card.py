@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..config.recipe_kind import MODEL_FILES
-from ..errors import OptionParser, RecipeError
+from ..errors import OptionParser, RecipeError, option_rows
 from ..evals.table import load_results
 from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
 from ..training.curves import FILENAME as CURVES
@@ -33,17 +33,12 @@ OPTIONS = (  # (flag, argparse settings): the parser and `simpo card --help` are
     ("--eval", {"type": str, "default": None, "help": "The simpo eval results folder; unset: RUN_DIR/benchmarks when it exists"}),
     ("--output", {"type": str, "default": None, "help": "Where the card goes; unset: README.md in the model folder"}),
 )
-OPTION_ROWS = [(flag, settings["type"].__name__, "-" if settings["default"] is None else str(settings["default"]), settings["help"])
-               for flag, settings in OPTIONS]
+OPTION_ROWS = option_rows(OPTIONS)
 TRAINING_FILES = ("recipe.yaml", "trainer_state.json", "config.json")  # a LoRA run: adapter_config.json for config.json
 
 
 def parse_options(tokens: list[str]) -> argparse.Namespace:
-    parser = OptionParser(prog="simpo card", add_help=False)
-    parser.add_argument("run_dir")
-    for flag, settings in OPTIONS:
-        parser.add_argument(flag, **settings)
-    return parser.parse_args(tokens)
+    return OptionParser.of("simpo card", "run_dir", OPTIONS).parse_args(tokens)
 
 
 def locate_model(run_dir: Path) -> tuple[Path, Path | None]:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import DataError, OptionParser, RecipeError
+from ..errors import DataError, OptionParser, RecipeError, option_rows
 
 # (flag, argparse settings): the parser and `simpo chat --help` are both made from these.
 OPTIONS = (
@@ -29,16 +29,11 @@ OPTIONS = (
     ("--dtype", {"type": str, "default": "auto", "choices": ["auto", "float32", "bfloat16"],
                  "help": "Weights dtype; auto: bf16 where the machine computes it natively, else fp32"}),
 )
-OPTION_ROWS = [(flag, settings["type"].__name__, "-" if settings["default"] is None else str(settings["default"]), settings["help"])
-               for flag, settings in OPTIONS]
+OPTION_ROWS = option_rows(OPTIONS)
 
 
 def parse_options(tokens: list[str]) -> argparse.Namespace:
-    parser = OptionParser(prog="simpo chat", add_help=False)
-    parser.add_argument("model", help="A model folder, a hub name, or the bundled alias smollm2-135m-instruct")
-    for flag, settings in OPTIONS:
-        parser.add_argument(flag, **settings)
-    options = parser.parse_args(tokens)
+    options = OptionParser.of("simpo chat", "model", OPTIONS).parse_args(tokens)
     if options.max_new_tokens < 1:
         raise RecipeError(f"--max-new-tokens must be at least 1, got {options.max_new_tokens}")
     if options.temperature < 0:

@@ -19,23 +19,20 @@ from ..config.recipe import load_recipe
 from ..data.encode import PairEncoder
 from ..data.rows import Pair, read_pair
 from ..data.sources import load_split
-from ..errors import OptionParser
+from ..errors import OptionParser, option_rows
 from ..models.loading import load_tokenizer
 
 OPTIONS = (  # (flag, argparse settings): the parser and `simpo inspect --help` are both made from these
     ("--split", {"type": str, "default": "train", "help": "The split to show"}),
     ("--rows", {"type": int, "default": 3, "help": "How many rows of each source"}),
 )
-OPTION_ROWS = [(flag, settings["type"].__name__, str(settings["default"]), settings["help"]) for flag, settings in OPTIONS]
+OPTION_ROWS = option_rows(OPTIONS)
 OPTION_ROWS.append(("--json", "flag", "off", "One JSON object of token ids per row instead of the text view"))
 
 
 def parse_options(tokens: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The options, and the rest of the tokens: recipe overrides (`--key value`)."""
-    parser = OptionParser(prog="simpo inspect", add_help=False)
-    parser.add_argument("recipe")
-    for flag, settings in OPTIONS:
-        parser.add_argument(flag, **settings)
+    parser = OptionParser.of("simpo inspect", "recipe", OPTIONS)
     parser.add_argument("--json", action="store_true")
     options, overrides = parser.parse_known_args(tokens)
     if options.rows < 1:

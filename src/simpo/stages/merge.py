@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from ..config.recipe import ModelConfig
-from ..errors import OptionParser, RecipeError
+from ..errors import OptionParser, RecipeError, option_rows
 from ..models.loading import ADAPTER_CONFIG, adapter_base, load_model, load_model_config, load_tokenizer
 
 logger = logging.getLogger("simpo")
@@ -25,16 +25,11 @@ logger = logging.getLogger("simpo")
 OPTIONS = (  # (flag, argparse settings): the parser and `simpo merge --help` are both made from these
     ("--output", {"type": str, "default": None, "help": "Where the full model goes (a new folder); unset: RUN_DIR/merged"}),
 )
-OPTION_ROWS = [(flag, settings["type"].__name__, "-" if settings["default"] is None else str(settings["default"]), settings["help"])
-               for flag, settings in OPTIONS]
+OPTION_ROWS = option_rows(OPTIONS)
 
 
 def parse_options(tokens: list[str]) -> argparse.Namespace:
-    parser = OptionParser(prog="simpo merge", add_help=False)
-    parser.add_argument("run_dir")
-    for flag, settings in OPTIONS:
-        parser.add_argument(flag, **settings)
-    return parser.parse_args(tokens)
+    return OptionParser.of("simpo merge", "run_dir", OPTIONS).parse_args(tokens)
 
 
 def adapter_folder(run_dir: Path) -> Path:

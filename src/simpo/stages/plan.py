@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config.recipe import load_recipe
-from ..errors import OptionParser, RecipeError
+from ..errors import OptionParser, RecipeError, option_rows
 from ..models.shape import ModelShape, find_model_config, read_config
 from ..training.memory import GIB, MARGIN, Plan, Setup, plan_memory
 
@@ -27,18 +27,14 @@ OPTIONS = (  # (flag, argparse settings, help default): the parser and `simpo pl
     ("--zero", {"type": int, "default": None, "help": "DeepSpeed ZeRO stage 0-3 (0: DeepSpeed without sharding); unset and no --fsdp: DDP, no sharding"}),
     ("--config", {"type": str, "default": None, "help": "The model's config.json (or its folder), for a hub model not on disk"}),
 )
-OPTION_ROWS = [(flag, settings["type"].__name__, "required" if settings.get("required") else "-", settings["help"]) for flag, settings in OPTIONS]
-OPTION_ROWS += [("--fsdp", "flag", "off", "FSDP full sharding (accelerate's fsdp), instead of --zero"),
+OPTION_ROWS = option_rows(OPTIONS) + [("--fsdp", "flag", "off", "FSDP full sharding (accelerate's fsdp), instead of --zero"),
                 ("--json", "flag", "off", "The plan as one JSON object"),
                 ("--key value", "any", "-", "Any recipe key, as for simpo train (e.g. --per_device_train_batch_size 1)")]
 
 
 def parse_options(tokens: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The options, and the rest of the tokens: recipe overrides (`--key value`)."""
-    parser = OptionParser(prog="simpo plan", add_help=False, allow_abbrev=False)
-    parser.add_argument("recipe")
-    for flag, settings in OPTIONS:
-        parser.add_argument(flag, **settings)
+    parser = OptionParser.of("simpo plan", "recipe", OPTIONS, allow_abbrev=False)
     parser.add_argument("--fsdp", action="store_true")
     parser.add_argument("--json", action="store_true")
     options, overrides = parser.parse_known_args(tokens)
