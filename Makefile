@@ -32,3 +32,6 @@ bench: model
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/mmlu_lm_eval.py
+	$(PY) benchmarks/processes.py
+	$(PY) benchmarks/resume.py
+	$(PY) benchmarks/sharded_head.py
