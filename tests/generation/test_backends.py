@@ -71,7 +71,7 @@ def test_samples_reproduce_by_seed_whatever_shared_their_batch(smollm2_prompts):
 
     def sample(batch_size, seeds=(13, 21, 42), shards=shards):
         backend = TransformersBackend(model, tokenizer, renderer.stop_ids, batch_size)
-        return {number: (texts, tokens) for number, texts, tokens in backend.sample_shards(shards, list(seeds), 0.8, 0.95, 16)}
+        return {number: (texts, tokens) for number, texts, tokens in backend.sample_shards(shards, list(seeds), 0.8, 0.95, 8)}
 
     first = sample(1)  # one prompt (three rows) at a time: rows are refilled one prompt at a time
     assert first == sample(4)  # and all four prompts in one batch
