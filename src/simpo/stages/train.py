@@ -71,19 +71,14 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
 
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")
         resume = resume_point(args)
-        # Under DeepSpeed the step-0 evaluation runs inside train(), on the engine training builds
-        # (transformers' evaluation before train() builds an inference-only engine that training then
-        # cannot use); a resumed run finds it in its checkpoint's log.
-        at_start = evaluate and trainer.is_deepspeed_enabled
-        args.eval_on_start = args.eval_on_start or (at_start and resume is None)
-        before = trainer.evaluate(metric_key_prefix="eval") if evaluate and not at_start else {}
+        # The step-0 evaluation runs inside train() (eval_on_start), on the model as training prepares
+        # it: evaluated before train(), accelerate would prepare it for inference only (left out of
+        # DDP, or under DeepSpeed an engine training cannot use). A resumed run finds it in its
+        # checkpoint's log.
+        args.eval_on_start = args.eval_on_start or (evaluate and resume is None)
         trainer.train(resume_from_checkpoint=resume)
-        if at_start:
-            before = next(({k: v for k, v in entry.items() if k != "step"} for entry in trainer.state.log_history
-                           if entry.get("step") == 0 and "eval_loss" in entry), {})
-        elif before:
-            # train() starts a fresh log; keep the step-0 evaluation in trainer_state.json too.
-            trainer.state.log_history.insert(0, {**before, "step": 0})
+        before = next(({k: v for k, v in entry.items() if k != "step"} for entry in trainer.state.log_history
+                       if entry.get("step") == 0 and "eval_loss" in entry), {}) if evaluate else {}
         after = trainer.evaluate(metric_key_prefix="eval") if evaluate else {}
 
         # Stop at the end of an assistant turn when the saved model chats, not only at EOS.

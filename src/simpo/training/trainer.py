@@ -171,22 +171,6 @@ class SimPOTrainer(Trainer):
         self.nonfinite.record(loss, inputs.get(ROW_IDS))
         return loss
 
-    def train(self, *args, **kwargs):
-        # An evaluation before training (the train stage's `before`) has accelerate prepare the model
-        # for evaluation only, which marks it prepared; training's own preparation would then leave it
-        # out of DDP, and each process would train alone, its gradients never averaged (accelerate
-        # 1.15, transformers 5.24). Undo that preparation so that training wraps the model.
-        model = self.model
-        if (self.accelerator.num_processes > 1 and self.model_wrapped is model and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
-                and getattr(model, "_is_accelerate_prepared", False)):
-            from accelerate.utils import extract_model_from_parallel
-
-            extract_model_from_parallel(model, keep_fp32_wrapper=False)  # drops the evaluation's autocast wrapper of forward
-            del model._is_accelerate_prepared
-            if model in self.accelerator._models:
-                self.accelerator._models.remove(model)
-        return super().train(*args, **kwargs)
-
     def _get_train_sampler(self, train_dataset=None):
         # group_by_length: the same order on every process, and on resuming (see samplers.py).
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
