@@ -7,7 +7,8 @@
      "dataset": what was measured, e.g. "AlpacaEval 2 (gpt4_1106_preview reference)",
      "n": items scored, "total": items in the full benchmark,
      "judge": "openai:MODEL" | "local:MODEL" | "reward:MODEL" | null (no judge: exact-match scoring),
-     "comparable": whether the number can stand beside the published ones (the official judge, every item),
+     "protocol": {element: value} of what produced it (`evals.protocol`),
+     "differences": each element that differs from the gemma-2-9b-it-SimPO card's, "comparable": none does,
      "metrics": {"lc", "wr", "wr_se", "length"} | {"score", "ci_lower", "ci_upper", "length"} | {"accuracy", "length"},
      "length_unit": "characters" | "tokens (...)" | "characters of the reasoning" | null (no length),
      "notes": [what else a reader must know], "judge_counters": {"requests": n, "retries": n, "malformed": n, ...},
@@ -59,7 +60,8 @@ def footnote(result: dict) -> str:
     if result.get("length_unit"):
         parts.append(f"length in {result['length_unit']}")
     if not result.get("comparable"):
-        parts.append("not comparable to the published numbers")
+        differ = result.get("differences") or ["its protocol was not recorded"]
+        parts.append("not comparable to the card: " + ", ".join(differ))
     parts += result.get("notes", [])
     return "; ".join(parts)
 

@@ -66,7 +66,8 @@ class AlpacaEval(Task):
                    for item, output, preference in zip(items, outputs, judgments)]
         metrics = {"lc": lc, "wr": wr["win_rate"], "wr_se": wr["standard_error"],
                    "length": sum(map(len, outputs)) / len(outputs)}
-        return {"metrics": metrics, "length_unit": "characters", "notes": notes, "records": records}
+        protocol = {"lc": "length_controlled_minimal", "order": "simpo's, by a hash of both outputs"}
+        return {"metrics": metrics, "length_unit": "characters", "notes": notes, "records": records, "protocol": protocol}
 
 
 class ArenaHard(Task):
@@ -95,7 +96,8 @@ class ArenaHard(Task):
         records = [{"id": item["id"], "output": output, "verdicts": pair} for item, output, pair in zip(items, outputs, judgments)]
         metrics = {"score": result["score"], "ci_lower": result["ci_lower"], "ci_upper": result["ci_upper"],
                    "length": sum(tokens) / len(tokens)}
-        return {"metrics": metrics, "length_unit": unit, "notes": notes, "records": records}
+        protocol = {"verdicts": "the last [[..]] label", "category": "every category pooled", "style_control": "none", "length": unit}
+        return {"metrics": metrics, "length_unit": unit, "notes": notes, "records": records, "protocol": protocol}
 
 
 class GSM(Task):
@@ -138,7 +140,8 @@ class MMLULogLik(MMLU):
         records = [{"id": item["id"], "output": letter, "correct": letter == item["answer"]} for item, letter in zip(items, outputs)]
         accuracy = 100 * sum(record["correct"] for record in records) / len(records)
         return {"metrics": {"accuracy": accuracy, "length": None}, "length_unit": None,
-                "notes": ["answer-letter log-likelihood (lm-eval style), zero-shot, no chat template"], "records": records}
+                "notes": ["answer-letter log-likelihood (lm-eval style), zero-shot, no chat template"], "records": records,
+                "protocol": {"prompt": "answer-letter log-likelihood, no generation"}}
 
 
 def _zeroeval_result(items, outputs, scored) -> dict:
@@ -146,7 +149,8 @@ def _zeroeval_result(items, outputs, scored) -> dict:
     records = [{"id": item["id"], "output": output, **row} for item, output, row in zip(items, outputs, scored)]
     notes = ["ZeroEval zero-shot JSON protocol, greedy", f"{summary['no_answer']:.1f}% of the outputs hold no answer"]
     return {"metrics": {"accuracy": summary["accuracy"], "length": summary["length"]},
-            "length_unit": "characters of the reasoning", "notes": notes, "records": records}
+            "length_unit": "characters of the reasoning", "notes": notes, "records": records,
+            "protocol": {"prompt": "simpo's wording of ZeroEval's layout"}}
 
 
 TASKS = {task.name: task for task in (AlpacaEval(), ArenaHard(), GSM(), MMLU())}

@@ -28,6 +28,7 @@ from ..config.recipe_kind import MODEL_FILES
 from ..errors import OptionParser, RecipeError
 from ..evals.benchmarks import subset
 from ..evals.judges import judge_kind
+from ..evals.protocol import decoding_text, differences
 from ..evals.table import BENCHMARKS, load_results, markdown_table
 from ..evals.tasks import task_for
 from ..generation.backends import open_backend, sampling_dtype
@@ -267,9 +268,12 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
             judged.mkdir(parents=True, exist_ok=True)
         scored = task.score(items, outputs, judgments, TokenCounter(run.tokenizer))
         write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in scored.pop("records")))
+        protocol = {"data": label, "items": len(items), "decoding": decoding_text(**_decoding(task, options)),
+                    **({"judge": _judge_protocol(options)} if task.judged else {}), **scored.pop("protocol")}
+        differ = differences(task.name, protocol)
         result = {
             "benchmark": task.name, "name": run.name, "model": run.model, "dataset": label, "n": len(items), "total": total,
-            "judge": judge_name, "comparable": _comparable(task, judge_name, label, len(items), total),
+            "judge": judge_name, "protocol": protocol, "differences": differ, "comparable": not differ,
             **scored, "notes": answered["notes"] + scored["notes"] + (
                 [f"judge inputs cut to {options.judge_max_length} tokens"] if "judge_max_length" in judged_settings else []) + (
                 ["judge: " + ", ".join(f"{n} {key}" for key, n in counted.items() if n and key != "requests")]
@@ -288,10 +292,11 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
     return result
 
 
-def _comparable(task, judge: str | None, label: str, n: int, total: int) -> bool:
-    """Whether a number can stand beside published ones: every item, a GPT-4-class judge where one
-    judges (an OpenAI-compatible endpoint; local and reward judges never), and GSM8K, not GSM-Symbolic."""
-    return n == total and (not task.judged or (judge or "").startswith("openai:")) and not label.startswith("GSM-Symbolic")
+def _judge_protocol(options: EvalOptions) -> str:
+    """The judge as the protocol names it: an endpoint other than OpenAI's serves some model under that name."""
+    if options.judge.startswith("openai:") and options.judge_base_url:
+        return f"{options.judge} served at {options.judge_base_url}"
+    return options.judge
 
 
 def run_eval(options: EvalOptions) -> str:
