@@ -93,3 +93,20 @@ CASES += [
          {"recipe.yaml": recipe_text(TRAIN)}),
     Case("sft-nproc-twice", ("sft", "recipe.yaml", "--nproc", "2", "--nproc=2"), "--nproc is given twice", {"recipe.yaml": "max_steps: 1\n"}),
 ]
+
+# Code that must not run without trust, and labels that must not become paths. A custom-code model
+# folder whose code, if it ran, would write `code-ran` into the case's folder (the test sees every file).
+CUSTOM_CODE = {
+    "custom/config.json": '{"model_type": "simpo-custom", "auto_map": {"AutoConfig": "custom.CustomConfig"}, '
+                          '"hidden_size": 64, "num_hidden_layers": 2}',
+    "custom/custom.py": "open('code-ran', 'w').close()\nfrom transformers import PretrainedConfig\n\n\n"
+                        "class CustomConfig(PretrainedConfig):\n    model_type = 'simpo-custom'\n",
+}
+CASES += [
+    Case("plan-custom-code-untrusted", ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80", "--config", "custom"),
+         "trust_remote_code: true", {"recipe.yaml": recipe_text(TRAIN), **CUSTOM_CODE}),
+    Case("eval-names-parent", ("eval", "smollm2-135m-instruct", "--names", "../../x"), "row label"),
+    Case("eval-names-absolute", ("eval", "smollm2-135m-instruct", "--names", "/tmp/x"), "row label"),
+    Case("eval-names-dotdot", ("eval", "smollm2-135m-instruct", "--names", ".."), "row label"),
+    Case("eval-model-path-dotdot", ("eval", "/"), "row label"),
+]

@@ -38,3 +38,25 @@ CASES = [
     pipeline_case("evaluate-split-missing", "evaluate", {"evaluate.split": "test_hard"}),
     pipeline_case("generate-stage-typo", "generate.tempreature", args=("--generate.tempreature", "0.5"), command="generate"),
 ]
+
+# Reward specs are typed like the training recipe's keys: a quoted "false" is false, so a reward
+# model's own code (which would write `code-ran`) never runs without a real true.
+RM_CUSTOM_CODE = {
+    "rm/config.json": '{"model_type": "llama", "architectures": ["CustomRewardModel"], "auto_map": '
+                      '{"AutoConfig": "custom.CustomConfig", "AutoModelForSequenceClassification": "custom.CustomRewardModel"}, '
+                      '"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 128}',
+    "rm/custom.py": "open('code-ran', 'w').close()\n",
+}
+CASES += [
+    *[pipeline_case(f"reward-trust-{word}", "trust_remote_code: true",
+                    {"annotate.rewards": [{"type": "reward_model", "model": "./rm", "trust_remote_code": word}]}, files=RM_CUSTOM_CODE)
+      for word in ("false", "no", "off")],
+    pipeline_case("reward-trust-word", "annotate.rewards[0].trust_remote_code",
+                  {"annotate.rewards": [{"type": "reward_model", "model": "./rm", "trust_remote_code": "perhaps"}]}),
+    pipeline_case("reward-batch-size-zero", "annotate.rewards[0].batch_size",
+                  {"annotate.rewards": [{"type": "reward_model", "model": "./rm", "batch_size": 0}]}),
+    pipeline_case("reward-max-length-negative", "annotate.rewards[0].max_length",
+                  {"annotate.rewards": [{"type": "reward_model", "model": "./rm", "max_length": -5}]}),
+    pipeline_case("reward-weight-zero", "annotate.rewards[0].weight", {"annotate.rewards": [{"type": "numeric_answer", "weight": 0}]}),
+    pipeline_case("reward-weight-word", "annotate.rewards[0].weight", {"annotate.rewards": [{"type": "numeric_answer", "weight": "heavy"}]}),
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,3 +114,13 @@ def test_bad_options_are_one_line_errors(tmp_path):
         run_eval(parse_options([str(tmp_path / "missing"), "--output", str(tmp_path / "out")]))
     with pytest.raises(RecipeError, match="judge 'gpt4' is not a judge: write openai:MODEL"):
         run_eval(parse_options(["smollm2-135m-instruct", "--judge", "gpt4", "--output", str(tmp_path / "out")]))
+
+
+def test_a_row_label_is_a_plain_name_never_a_path(tmp_path):
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    # a model path that ends in `..` is labelled by the folder it resolves to
+    assert parse_options([f"{tmp_path}/run/model/.."]).names == ["run"]
+    assert parse_options([f"{tmp_path}/run/model/"]).names == ["model"]
+    for names in ("../../x", "/abs/path", "..", ".", "a\\b"):
+        with pytest.raises(RecipeError, match=f"--names gives {re.escape(repr(names))}: a row label is a plain name"):
+            parse_options(["m", "--names", names])

@@ -85,6 +85,31 @@ class GenerateConfig:
             raise RecipeError(f"generate.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
 
+# Each key of a reward spec and its type: converted like the training recipe's keys, so that a
+# quoted "false" is false (a truthy string would let a model folder's own code run).
+REWARD_KEYS = {"type": str, "weight": float, "model": str, "trust_remote_code": bool, "batch_size": int,
+               "max_length": int, "dtype": str | None, "answer_key": str}
+
+
+def _reward_spec(reward: Any, where: str) -> dict:
+    """One reward spec with each value converted to its key's type and checked."""
+    if not isinstance(reward, dict) or reward.get("type") not in REWARD_TYPES:
+        raise RecipeError(f"{where} must be a mapping with type one of {', '.join(REWARD_TYPES)}, got {reward!r:.120}")
+    unknown = set(reward) - set(REWARD_KEYS)
+    if unknown:
+        raise RecipeError(f"{where} has unknown keys {sorted(map(str, unknown))}; allowed: {sorted(REWARD_KEYS)}")
+    spec = {key: convert(value, REWARD_KEYS[key], f"{where}.{key}") for key, value in reward.items()}
+    for key in ("batch_size", "max_length"):
+        if key in spec:
+            _positive_int(spec[key], f"{where}.{key}")
+    _check_dtype(spec.get("dtype"), f"{where}.dtype")
+    if spec.get("weight", 1.0) == 0:
+        raise RecipeError(f"{where}.weight is 0: the reward would count for nothing; remove it or give it a weight")
+    if spec["type"] == "reward_model" and not spec.get("model"):
+        raise RecipeError(f"{where}: a reward_model needs `model` (a folder or hub name)")
+    return spec
+
+
 @dataclass
 class AnnotateConfig:
     rewards: list[dict] = recipe_key(help="A list of {type: numeric_answer | constraints | reward_model, weight, ...}, summed with their weights (required)", factory=list)
@@ -92,24 +117,16 @@ class AnnotateConfig:
     shard_size: int = recipe_key(64, "Prompts per shard: the most work a kill can lose")
     output: str = recipe_key("", "Output folder; unset: RUN_DIR/scores")
 
+    def __post_init__(self) -> None:  # typed as soon as read, for every verb that reads rewards
+        if isinstance(self.rewards, list):
+            self.rewards = [_reward_spec(reward, f"annotate.rewards[{i}]") for i, reward in enumerate(self.rewards)]
+
     def validate(self) -> None:
         if not isinstance(self.rewards, list) or not self.rewards:
             raise RecipeError(
                 "annotate.rewards is required: a list like [{type: numeric_answer}] or "
                 "[{type: reward_model, model: RLHFlow/ArmoRM-Llama3-8B-v0.1, trust_remote_code: true}]"
             )
-        allowed = {"type", "weight", "model", "trust_remote_code", "batch_size", "max_length", "dtype", "answer_key"}
-        for i, reward in enumerate(self.rewards):
-            where = f"annotate.rewards[{i}]"
-            if not isinstance(reward, dict) or reward.get("type") not in REWARD_TYPES:
-                raise RecipeError(f"{where} must be a mapping with type one of {', '.join(REWARD_TYPES)}, got {reward!r}")
-            unknown = set(reward) - allowed
-            if unknown:
-                raise RecipeError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-            _number(reward.get("weight", 1.0), f"{where}.weight")
-            _check_dtype(reward.get("dtype"), f"{where}.dtype")
-            if reward["type"] == "reward_model" and not reward.get("model"):
-                raise RecipeError(f"{where}: a reward_model needs `model` (a folder or hub name)")
         _positive_int(self.shard_size, "annotate.shard_size")
 
 

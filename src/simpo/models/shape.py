@@ -157,13 +157,24 @@ def find_model_config(name: str, revision: str = "main") -> tuple[Path, str]:
                       "download it (huggingface-cli download NAME config.json) or pass --config PATH/config.json")
 
 
-def read_config(path: Path) -> dict:
-    """The config as transformers completes it (defaults of keys the file leaves out included)."""
+def read_config(path: Path, trust_remote_code: bool = False) -> dict:
+    """The config as transformers completes it (defaults of keys the file leaves out included). A
+    config whose class is the model's own code is read only when the recipe trusts that code: never
+    transformers' question at the terminal."""
     from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     try:
-        json.loads(Path(path).read_text())
-        config = AutoConfig.from_pretrained(str(path))
+        values = json.loads(Path(path).read_text())
+        if not isinstance(values, dict):
+            raise ValueError(f"a JSON {type(values).__name__}, not an object")
+        own_code = "AutoConfig" in (values.get("auto_map") or {}) and values.get("model_type") not in CONFIG_MAPPING
+        if own_code and not trust_remote_code:
+            raise RecipeError(f"{path}: this model's config is its own code (auto_map); set trust_remote_code: true "
+                              "in the recipe if you trust that code")
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except RecipeError:
+        raise
     except OSError as err:
         raise RecipeError(f"{path}: cannot be read ({' '.join(str(err).split())[:200]})") from None
     except ValueError as err:

@@ -24,6 +24,9 @@ def check_reward_model(name: str, trust_remote_code: bool = False) -> None:
         raise RecipeError(f"reward model {name} cannot be loaded: {err}") from None
     architectures = config.architectures or []
     if "AutoModelForSequenceClassification" in (getattr(config, "auto_map", None) or {}):
+        if not trust_remote_code:  # transformers would load its own class instead, with a random score head
+            raise RecipeError(f"reward model {name} scores with its own code (auto_map in its config.json); "
+                              "set trust_remote_code: true in its reward spec if you trust that code")
         return
     if not any(arch.endswith("ForSequenceClassification") for arch in architectures):
         raise RecipeError(
@@ -36,13 +39,12 @@ class RewardModel:
     def __init__(self, spec: dict):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        check_reward_model(spec["model"], spec.get("trust_remote_code", False))
+        trust = spec.get("trust_remote_code") is True  # only a real true: config.pipeline converts "false" to False
+        check_reward_model(spec["model"], trust)
         path = resolve_model_path(spec["model"])
         dtype = DTYPES[resolve_dtype(spec.get("dtype"), "reward_model.dtype")]
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.get("trust_remote_code", False))
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            path, dtype=dtype, trust_remote_code=spec.get("trust_remote_code", False)
-        ).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype, trust_remote_code=trust).eval()
         if torch.cuda.is_available():
             self.model = self.model.to("cuda")
         limit = getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length

@@ -109,6 +109,8 @@ def parse_options(tokens: list[str]) -> EvalOptions:
     if unknown or not chosen:
         raise RecipeError(f"--benchmarks takes names of {', '.join(BENCHMARKS)}, got {args.benchmarks!r}")
     names = [name.strip() for name in args.names.split(",")] if args.names else [_default_name(m) for m in args.models]
+    for name in names:
+        _check_label(name, bool(args.names))
     if len(names) != len(args.models):
         raise RecipeError(f"--names has {len(names)} labels for {len(args.models)} models")
     if len(set(names)) != len(names):
@@ -124,7 +126,18 @@ def parse_options(tokens: list[str]) -> EvalOptions:
 
 
 def _default_name(model: str) -> str:
-    return model if model in BUNDLED else Path(model.rstrip("/")).name or model
+    """The row label of a model: the bundled alias, or its folder's name (of the resolved path: `run/model/..` is `run`)."""
+    if model in BUNDLED:
+        return model
+    path = Path(model).expanduser()
+    return (path.resolve() if path.exists() else path).name or model
+
+
+def _check_label(name: str, given: bool) -> None:
+    """A row label names a folder under --output, never a path: one plain file name."""
+    if not name or name in (".", "..") or any(char in name for char in "/\\\0") or name.startswith("-"):
+        source = f"--names gives {name!r}" if given else f"the model's folder name {name!r} cannot be a row label"
+        raise RecipeError(f"{source}: a row label is a plain name (no '/', not '.' or '..'); set --names")
 
 
 def _hash(settings: dict) -> str:

@@ -35,7 +35,7 @@ from .shards import is_complete, mark_complete
 def _check_rewards(pipeline: Pipeline):
     for spec in pipeline.annotate.rewards:
         if spec["type"] == "reward_model":
-            check_reward_model(spec["model"], spec.get("trust_remote_code", False))
+            check_reward_model(spec["model"], spec.get("trust_remote_code") is True)
 
     def check_prompts(rows) -> None:
         records = [{"row": row.row, **row.extra} for row in rows]

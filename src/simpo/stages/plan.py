@@ -104,7 +104,7 @@ def make_plan(tokens: list[str]) -> tuple[Plan, dict]:
         path = path / "config.json" if path.is_dir() else path
     else:
         path, source = find_model_config(name, recipe.model.model_revision)
-    shape = ModelShape.from_config(read_config(path), str(path))
+    shape = ModelShape.from_config(read_config(path, recipe.model.trust_remote_code), str(path))
     plan = plan_memory(shape, setup_for(recipe, options))
     return plan, {"recipe": options.recipe, "model": name, "config": source, "json": options.json}
 
