@@ -43,3 +43,12 @@ def test_pure_modules_import_no_transformers(module):
     code = f"import sys, {module}; print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_config_depends_on_nothing_above_it():
+    """Recipes are read and checked by config/ alone: no evaluation, generation, reward, stage or model-loading code."""
+    code = ("import sys, simpo.config.pipeline, simpo.config.recipe, simpo.config.sft, simpo.config.judge; "
+            "print(sorted(m for m in sys.modules if m.startswith(('simpo.evals', 'simpo.generation', 'simpo.rewards', "
+            "'simpo.stages', 'simpo.models.loading', 'simpo.ops'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
-from ..evals.judges import judge_kind
 from ..models.precision import DTYPES
+from .judge import judge_kind
 from .keys import recipe_key
 from .limits import SEED, check_range
 from .recipe import Recipe, build_recipe, parse_overrides, read_recipe_file

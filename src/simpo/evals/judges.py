@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 
+from ..config.judge import judge_kind
 from ..errors import RecipeError
 
 # requests: judgments asked (the OpenAI judge: HTTP requests sent, retries included); retries;
@@ -89,17 +90,6 @@ class Judge:
     def record(self) -> dict:
         """What to store beside the numbers this judge made."""
         return {"judge": self.name, "comparable": self.comparable, "counters": dict(self.counters)}
-
-
-SPEC_FORMS = "openai:MODEL (an OpenAI-compatible endpoint), local:MODEL (a causal LM run here) or reward:MODEL (a reward model)"
-
-
-def judge_kind(spec) -> tuple[str, str]:
-    """(kind, MODEL) of a judge spec; a RecipeError naming the accepted forms for anything else."""
-    kind, _, model = (spec if isinstance(spec, str) else "").partition(":")
-    if kind not in ("openai", "local", "reward") or not model.strip():
-        raise RecipeError(f"judge {spec!r} is not a judge: write {SPEC_FORMS}")
-    return kind, model.strip()
 
 
 def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None, batch_size: int = 8,

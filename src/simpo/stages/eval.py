@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.judge import judge_kind
 from ..config.recipe import ModelConfig
 from ..config.recipe_kind import MODEL_FILES
 from ..errors import OptionParser, RecipeError
 from ..evals.benchmarks import subset
-from ..evals.judges import judge_kind
 from ..evals.protocol import decoding_text, differences
 from ..evals.table import BENCHMARKS, load_results, markdown_table
 from ..evals.tasks import task_for
