@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from ..errors import RecipeError
+from .protocol import differences
 
 BENCHMARKS = ("alpaca_eval", "arena_hard", "gsm", "mmlu")
 # (column title, benchmark, metric)
@@ -59,8 +60,10 @@ def footnote(result: dict) -> str:
         parts.append(f"judge {result['judge']}")
     if result.get("length_unit"):
         parts.append(f"length in {result['length_unit']}")
-    if not result.get("comparable"):
-        differ = result.get("differences") or ["its protocol was not recorded"]
+    # Compared again here, so that a result written before protocols were recorded (or by an older
+    # simpo with another idea of the card) is never shown as comparable.
+    differ = differences(result["benchmark"], result["protocol"]) if "protocol" in result else ["its protocol was not recorded"]
+    if differ:
         parts.append("not comparable to the card: " + ", ".join(differ))
     parts += result.get("notes", [])
     return "; ".join(parts)
