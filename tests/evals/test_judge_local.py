@@ -104,7 +104,7 @@ def test_a_template_without_system_role_gets_it_folded(tiny_model_dir):
     assert not judge.shows_system
     assert text.startswith("<bos><start_of_turn>user\nYou are a highly efficient assistant")
     assert text.endswith("## Best Model Identifier<end_of_turn>\n<start_of_turn>model\n")
-    assert (judge.name, judge.comparable) == (f"local:{tiny_model_dir('gemma2')}", False)
+    assert judge.name == f"local:{tiny_model_dir('gemma2')}"
 
 
 def test_a_bad_dtype_is_refused(tiny_model_dir):

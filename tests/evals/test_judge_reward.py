@@ -39,7 +39,7 @@ def plain_score(tiny_reward_model):
 
 def test_preferences_and_verdicts_follow_plain_scores(tiny_reward_model, plain_score, one_thread):
     judge = open_judge(f"reward:{tiny_reward_model}", dtype="float32", batch_size=3)
-    assert isinstance(judge, RewardJudge) and (judge.name, judge.comparable) == (f"reward:{tiny_reward_model}", False)
+    assert isinstance(judge, RewardJudge) and judge.name == f"reward:{tiny_reward_model}"
     items = [("What is 2 + 3?", "5", "It is 6."), ("Name a colour.", "Blue, like the sky.", "Red"),
              ("Say hi.", "Hello!", "Hello!")]
     expected = []

@@ -44,9 +44,7 @@ def test_open_judge_openai_needs_a_key_for_the_openai_endpoint(monkeypatch):
     with pytest.raises(RecipeError, match="judge openai:gpt-4-1106-preview needs an API key: set OPENAI_API_KEY"):
         open_judge("openai:gpt-4-1106-preview")
     judge = open_judge("openai:my-model", base_url="http://127.0.0.1:9/v1/")
-    assert (judge.name, judge.comparable, judge.base_url) == ("openai:my-model", True, "http://127.0.0.1:9/v1")
-    assert judge.record() == {"judge": "openai:my-model", "comparable": True, "counters": dict.fromkeys(COUNTERS, 0),
-                              "base_url": "http://127.0.0.1:9/v1"}
+    assert (judge.name, judge.base_url, judge.counters) == ("openai:my-model", "http://127.0.0.1:9/v1", dict.fromkeys(COUNTERS, 0))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert open_judge("openai:gpt-4-1106-preview").api_key == "sk-test"
 

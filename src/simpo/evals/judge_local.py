@@ -14,7 +14,7 @@ system role. Nothing is sampled:
 An input longer than the judge's context (`max_position_embeddings`) gets its two answers cut from
 the end, keeping their start, the longer one first, until it fits (`truncated`); one that does not
 fit even with empty answers is None (`too_long`). A small model makes a weak judge: its numbers say
-little about the leaderboards and are never `comparable`.
+little about the leaderboards, and the card's table never calls them comparable (`evals.protocol`).
 """
 
 from __future__ import annotations

@@ -54,8 +54,6 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class OpenAIJudge(Judge):
-    comparable = True
-
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, workers: int = 8,
                  max_tries: int = 6, timeout: float = 120.0, base_delay: float = 1.0, max_delay: float = 60.0):
         super().__init__(f"openai:{model}")
@@ -70,9 +68,6 @@ class OpenAIJudge(Judge):
                 raise RecipeError(f"judge {setting} {value!r} must be a whole number of at least {least}")
         self.workers, self.max_tries = workers, max_tries
         self.timeout, self.base_delay, self.max_delay = timeout, base_delay, max_delay
-
-    def record(self) -> dict:
-        return {**super().record(), "base_url": self.base_url}
 
     # --- HTTP ---
 

@@ -11,9 +11,8 @@ A judge answers two questions:
 
 Where a judge fails for one item (an HTTP error after the retries, a malformed answer, an input too
 long for the judge), that item gets None and a counter says why; the run goes on. Every judge has a
-`name` (`openai:MODEL`, `local:MODEL`, `reward:MODEL`), stored with every number it makes, and
-`comparable`: only the OpenAI judge (the official judges are OpenAI models) gives numbers that may
-stand beside the leaderboards; a local language model or a reward model never does.
+`name` (`openai:MODEL`, `local:MODEL`, `reward:MODEL`), stored with every number it makes; whether a
+number may stand beside the card's is its protocol's matter (`evals.protocol`), the judge one element.
 
 The judges themselves: `judge_openai.py` (any OpenAI-compatible endpoint), `judge_local.py` (a causal
 LM run here, deciding by log-probabilities), `judge_reward.py` (a sequence-classification reward model).
@@ -67,10 +66,7 @@ def model_preference(second_share: float, model_first: bool) -> float:
 
 
 class Judge:
-    """The interface. `name` says which judge made a number, `comparable` whether it may stand beside
-    the leaderboards, `counters` what went wrong (keys in `COUNTERS`)."""
-
-    comparable = False
+    """The interface. `name` says which judge made a number, `counters` what went wrong (keys in `COUNTERS`)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -86,10 +82,6 @@ class Judge:
 
     def verdicts(self, games: list[tuple[str, str, str, str]]) -> list[str | None]:
         raise NotImplementedError
-
-    def record(self) -> dict:
-        """What to store beside the numbers this judge made."""
-        return {"judge": self.name, "comparable": self.comparable, "counters": dict(self.counters)}
 
 
 def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None, batch_size: int = 8,
