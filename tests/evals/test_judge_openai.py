@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from simpo.errors import RecipeError
 from simpo.evals.judge_openai import OpenAIJudge
 from simpo.evals.judge_prompts import arena_hard_messages
 
@@ -223,3 +224,38 @@ def test_simpo_eval_through_an_openai_judge_records_its_counters(endpoint, tiny_
     assert "judge: 1 retries, 1 rate_limited" in result["notes"]
     records = [json.loads(line) for line in (tmp_path / "tiny" / "alpaca_eval" / "records.jsonl").read_text().splitlines()]
     assert sorted({record["preference"] for record in records} - {1.25, 1.75}) == []  # 0.75 for the output shown second
+
+
+def test_failed_judgments_are_never_complete_and_are_asked_again(endpoint, tiny_model_dir, tmp_path, one_thread):
+    from simpo.stages.eval import parse_options, run_eval
+
+    args = [str(tiny_model_dir("llama")), "--output", str(tmp_path), "--benchmarks", "alpaca_eval", "--limit", "4",
+            "--max-new-tokens", "4", "--names", "tiny", "--judge", "openai:judge-model", "--judge-base-url", endpoint.url,
+            "--shard-size", "2"]
+    endpoint.respond = lambda body, count: (401, {}, {"error": "bad key"}, 0)
+    with pytest.raises(RecipeError, match=r"eval tiny alpaca_eval: no judgment succeeded \(4 requests, 4 errors\); nothing was scored"):
+        run_eval(parse_options(args))
+    judged = next((tmp_path / "tiny" / "alpaca_eval").glob("judged-*"))
+    assert not (judged / "COMPLETE").exists() and not (judged / "result.json").exists()
+    assert len(endpoint.requests) == 4
+
+    # the judge is up for all but the third request of this run: three verdicts, one failure, not final
+    def respond(body, count):
+        if count == 7:
+            return 401, {}, {"error": "bad key"}, 0
+        return 200, {}, completion("M", {"m": math.log(0.25), "M": math.log(0.75)}), 0
+
+    endpoint.respond = respond
+    run_eval(parse_options(args))
+    assert len(endpoint.requests) == 8  # every item asked again
+    result = json.loads((tmp_path / "tiny" / "alpaca_eval" / "result.json").read_text())
+    assert "1 judgments failed and are left out" in result["notes"] and result["unfinished"]
+    assert not (judged / "COMPLETE").exists() and not (judged / "result.json").exists()
+
+    run_eval(parse_options(args))  # only the failed item is asked again; now every judgment is in
+    assert len(endpoint.requests) == 9
+    result = json.loads((tmp_path / "tiny" / "alpaca_eval" / "result.json").read_text())
+    assert "unfinished" not in result and not any("failed" in note for note in result["notes"])
+    assert (judged / "COMPLETE").exists() and (judged / "result.json").exists()
+    run_eval(parse_options(args))  # a finished result is read back: no request
+    assert len(endpoint.requests) == 9

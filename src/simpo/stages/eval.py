@@ -36,7 +36,7 @@ from ..generation.prompts import PromptRenderer
 from ..models.bundled import BUNDLED
 from ..models.loading import load_model, load_model_config, load_tokenizer, resolve_model_path
 from .lock import folder_lock
-from .shards import ShardedOutput, read_jsonl, write_atomic, write_if_changed
+from .shards import ShardedOutput, is_complete, read_jsonl, write_atomic, write_if_changed
 
 logger = logging.getLogger("simpo")
 
@@ -249,6 +249,40 @@ class Judging:
         return self.judge
 
 
+def _failed(judgment) -> bool:
+    """A judgment that holds no verdict (a pair of Arena-Hard verdicts: either game)."""
+    return judgment is None or (isinstance(judgment, list) and None in judgment)
+
+
+def _judge(task, judging: Judging, items: list[dict], outputs: list[str], shards: ShardedOutput, counted: dict, label: str) -> list:
+    """Every item's judgment. A failed one is written as such and asked again by the next run; the
+    folder is complete only when none failed, so a run whose judge was unreachable is never final."""
+    for index in range(shards.shard_count):
+        rows = list(shards.shard_rows(index))
+        path = shards.shard_path(index)
+        known = {row["id"]: row["judgment"] for row in read_jsonl(path)} if path.is_file() else {}
+        todo = [i for i in rows if items[i]["id"] not in known or _failed(known[items[i]["id"]])]
+        if not todo:
+            continue
+        judge = judging.get()
+        before = dict(judge.counters)
+        verdicts = task.judge_shard(judge, [items[i] for i in todo], [outputs[i] for i in todo])
+        for key, value in judge.counters.items():
+            counted[key] = counted.get(key, 0) + value - before[key]
+        known.update((items[i]["id"], verdict) for i, verdict in zip(todo, verdicts))
+        shards.write(index, [{"id": items[i]["id"], "judgment": known[items[i]["id"]]} for i in rows])
+        logger.info("eval %s: %d of %d items judged", label, rows[-1] + 1, len(items))
+    judgments = [row["judgment"] for index in range(shards.shard_count) for row in read_jsonl(shards.shard_path(index))]
+    failed = sum(map(_failed, judgments))
+    if failed == len(judgments):
+        seen = ", ".join(f"{n} {key}" for key, n in counted.items() if n) or "no request made"
+        raise RecipeError(f"eval {label}: no judgment succeeded ({seen}); nothing was scored. Check the judge "
+                          "(its endpoint, key and model) and run the same command again: the answers are kept")
+    if not failed:
+        shards.mark_complete()
+    return judgments
+
+
 def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items: list[dict], total: int) -> dict:
     options = run.options
     folder = options.output / run.name / task.name
@@ -265,18 +299,8 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
         judgments: list = []
         counted: dict[str, int] = {}  # what the judge counted (requests, retries, malformed, ...) in this run
         if task.judged:
-            shards = ShardedOutput(judged, judged_settings, len(items), options.shard_size)
-            for index in shards.pending():
-                rows = list(shards.shard_rows(index))
-                judge = judging.get()
-                before = dict(judge.counters)
-                verdicts = task.judge_shard(judge, [items[i] for i in rows], [outputs[i] for i in rows])
-                for key, value in judge.counters.items():
-                    counted[key] = counted.get(key, 0) + value - before[key]
-                shards.write(index, [{"id": items[i]["id"], "judgment": v} for i, v in zip(rows, verdicts)])
-                logger.info("eval %s %s: %d of %d items judged", run.name, task.name, rows[-1] + 1, len(items))
-            shards.mark_complete()
-            judgments = [row["judgment"] for path in sorted(judged.glob("shard-*.jsonl")) for row in read_jsonl(path)]
+            judgments = _judge(task, judging, items, outputs, ShardedOutput(judged, judged_settings, len(items), options.shard_size),
+                               counted, f"{run.name} {task.name}")
         else:
             judged.mkdir(parents=True, exist_ok=True)
         scored = task.score(items, outputs, judgments, TokenCounter(run.tokenizer))
@@ -292,10 +316,12 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
                 ["judge: " + ", ".join(f"{n} {key}" for key, n in counted.items() if n and key != "requests")]
                 if any(n for key, n in counted.items() if key != "requests") else []),
             "judge_counters": {key: n for key, n in counted.items() if n},
+            **({"unfinished": "failed judgments: the same command asks them again"} if task.judged and not is_complete(judged) else {}),
             "seconds": {"generate": answered["seconds"], "judge": time.perf_counter() - start},
             "settings": answered["settings"] | {"items": len(items)},
         }
-        write_atomic(judged / "result.json", json.dumps(result, indent=2))
+        if not task.judged or is_complete(judged):  # failed judgments are asked again, so their result is not final
+            write_atomic(judged / "result.json", json.dumps(result, indent=2))
     write_if_changed(folder / "result.json", json.dumps(result, indent=2))
     write_if_changed(folder / "records.jsonl", (judged / "records.jsonl").read_text())
     if task.name == "alpaca_eval":
