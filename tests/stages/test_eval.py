@@ -17,7 +17,8 @@ from simpo.errors import RecipeError
 from simpo.evals import benchmarks
 from simpo.evals.table import load_results
 from simpo.evals.winrate import win_rate
-from simpo.evals.zeroeval import score_choice, score_open
+from simpo.evals.zeroeval import multiple_choice_prompt, open_question_prompt, score_choice, score_open
+from simpo.generation.prompts import PromptRenderer
 from simpo.stages.eval import parse_options, run_eval
 
 
@@ -29,6 +30,11 @@ def test_zeroeval_results_equal_a_rescoring_of_their_records(tiny_model_dir, tmp
     model = tiny_model_dir("llama")
     table = run_eval(_options(model, tmp_path, "--benchmarks", "gsm,mmlu", "--limit", "5", "--names", "tiny"))
     results = load_results(tmp_path)["tiny"]
+    from transformers import AutoTokenizer
+
+    renderer = PromptRenderer(AutoTokenizer.from_pretrained(model))
+    asked = {"gsm": lambda item: open_question_prompt(item["question"]),
+             "mmlu": lambda item: multiple_choice_prompt(item["question"], item["choices"])}
     for benchmark, rescore, key in (("gsm", score_open, "reference"), ("mmlu", score_choice, "answer")):
         result = results[benchmark]
         records = [json.loads(line) for line in (tmp_path / "tiny" / benchmark / "records.jsonl").read_text().splitlines()]
@@ -39,10 +45,36 @@ def test_zeroeval_results_equal_a_rescoring_of_their_records(tiny_model_dir, tmp
         answered = [row for row in again if row["answer"] is not None]
         expected_length = sum(len(row["reasoning"]) for row in answered) / len(answered) if answered else None
         assert result["metrics"]["length"] == pytest.approx(expected_length)
+        assert result["protocol"]["prompt"] == "simpo's wording of ZeroEval's layout"
+        # each record keeps the exact text the model read: the prompt under the chat template
+        assert [record["prompt"] for record in records] == [
+            renderer.text([{"role": "user", "content": asked[benchmark](items[record["id"]])}]) for record in records]
+        assert all(record["prompt"].startswith("<|im_start|>") and record["prompt"].endswith("<|im_start|>assistant\n") for record in records)
     assert table.splitlines()[0] == "| Model | AE2 LC | AE2 WR | AE2 Length | AH | AH Length | GSM | GSM Length | MMLU | MMLU Length |"
     assert table.splitlines()[2].startswith("| tiny | - | - | - | - | - | ")
     assert "GSM-Symbolic (reasoning-gym, seed 42): 5 of 1319 items" in table
     assert (tmp_path / "results.md").read_text().strip() == table.strip()
+
+
+def test_zeroeval_dir_prompts_in_the_checkouts_words_and_a_bad_one_fails_before_any_model_loads(tiny_model_dir, tmp_path, one_thread):
+    model = tiny_model_dir("llama")
+    templates = tmp_path / "ZeroEval" / "src" / "templates"
+    templates.mkdir(parents=True)
+    (templates / "OEQA.py").write_text('OEQA = "Solve: {question}"\n')
+    (templates / "MCQA.py").write_text('MCQA = "Pick: {question}\\n{choices}"\n')
+    out = tmp_path / "out"
+    run_eval(_options(model, out, "--benchmarks", "mmlu", "--limit", "2", "--names", "tiny", "--zeroeval-dir", str(tmp_path / "ZeroEval")))
+    result = json.loads((out / "tiny" / "mmlu" / "result.json").read_text())
+    records = [json.loads(line) for line in (out / "tiny" / "mmlu" / "records.jsonl").read_text().splitlines()]
+    items = {item["id"]: item for item in benchmarks.mmlu("offline")[1]}
+    assert result["protocol"]["prompt"] == "ZeroEval's templates" and "prompt" not in " ".join(result["differences"])
+    for record in records:
+        item = items[record["id"]]
+        asked = f"Pick: {item['question']}\n" + "".join(f"- ({letter}) {choice}\n" for letter, choice in zip("ABCD", item["choices"]))
+        assert asked in record["prompt"]
+    (templates / "OEQA.py").unlink()
+    with pytest.raises(RecipeError, match="OEQA.py is missing"):
+        run_eval(_options(model, out, "--benchmarks", "gsm", "--zeroeval-dir", str(tmp_path / "ZeroEval")))
 
 
 def test_alpaca_eval_writes_the_official_outputs_format_and_a_new_judge_reuses_the_answers(tiny_model_dir, tmp_path, one_thread):
@@ -57,6 +89,8 @@ def test_alpaca_eval_writes_the_official_outputs_format_and_a_new_judge_reuses_t
     assert result["metrics"]["wr"] == pytest.approx(win_rate(preferences)["win_rate"])
     assert result["metrics"]["length"] == pytest.approx(sum(len(row["output"]) for row in outputs) / 4)
     assert result["judge"] == f"local:{model}" and result["comparable"] is False
+    records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+    assert all(row["instruction"] in record["prompt"] for row, record in zip(outputs, records))
 
     reward = tmp_path / "reward"
     _tiny_reward_model(model, reward)

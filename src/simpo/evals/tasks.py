@@ -13,9 +13,9 @@ unit a killed run resumes from), `score` turns outputs and judgments into the ta
 from __future__ import annotations
 
 from . import benchmarks
-from .loglik import predict_letters
+from .loglik import mmlu_context, predict_letters
 from .winrate import arena_hard_score, length_controlled_win_rate, win_rate
-from .zeroeval import multiple_choice_prompt, open_question_prompt, score_choice, score_open, summarize
+from .zeroeval import multiple_choice_prompt, open_question_prompt, score_choice, score_open, summarize, wording
 
 
 class Task:
@@ -28,6 +28,11 @@ class Task:
 
     def prompt(self, item: dict) -> str:
         raise NotImplementedError
+
+    def shown(self, renderer, item: dict) -> str:
+        """The exact text the model reads for `item`: its prompt under the model's chat template
+        (kept in every record as `prompt`)."""
+        return renderer.text([{"role": "user", "content": self.prompt(item)}])
 
     def judge_shard(self, judge, items: list[dict], outputs: list[str]) -> list:
         return []
@@ -104,10 +109,11 @@ class GSM(Task):
     name = "gsm"
 
     def load(self, options):
-        return benchmarks.gsm(options.data, options.gsm_seed)
+        label, items = benchmarks.gsm(options.data, options.gsm_seed)
+        return label, _with_wording(items, options)
 
     def prompt(self, item):
-        return open_question_prompt(item["question"])
+        return open_question_prompt(item["question"], item["wording"])
 
     def score(self, items, outputs, judgments, count_tokens):
         scored = [score_open(output, item["reference"]) for item, output in zip(items, outputs)]
@@ -118,10 +124,11 @@ class MMLU(Task):
     name = "mmlu"
 
     def load(self, options):
-        return benchmarks.mmlu(options.data)
+        label, items = benchmarks.mmlu(options.data)
+        return label, _with_wording(items, options)
 
     def prompt(self, item):
-        return multiple_choice_prompt(item["question"], item["choices"])
+        return multiple_choice_prompt(item["question"], item["choices"], item["wording"])
 
     def score(self, items, outputs, judgments, count_tokens):
         scored = [score_choice(output, item["answer"]) for item, output in zip(items, outputs)]
@@ -136,6 +143,9 @@ class MMLULogLik(MMLU):
     def predict(self, model, tokenizer, items: list[dict], batch_size: int) -> list[str]:
         return predict_letters(model, tokenizer, items, batch_size)
 
+    def shown(self, renderer, item):
+        return mmlu_context(item["question"], item["choices"])  # each choice's " X" is scored after it
+
     def score(self, items, outputs, judgments, count_tokens):
         records = [{"id": item["id"], "output": letter, "correct": letter == item["answer"]} for item, letter in zip(items, outputs)]
         accuracy = 100 * sum(record["correct"] for record in records) / len(records)
@@ -144,13 +154,20 @@ class MMLULogLik(MMLU):
                 "protocol": {"prompt": "answer-letter log-likelihood, no generation"}}
 
 
+def _with_wording(items: list[dict], options) -> list[dict]:
+    """The items with the prompt wording they are asked in (ZeroEval's templates from
+    `--zeroeval-dir`, else simpo's own), read now so that a bad checkout fails before any model loads."""
+    words = wording(getattr(options, "zeroeval_dir", None))
+    return [{**item, "wording": words} for item in items]
+
+
 def _zeroeval_result(items, outputs, scored) -> dict:
     summary = summarize(scored)
     records = [{"id": item["id"], "output": output, **row} for item, output, row in zip(items, outputs, scored)]
     notes = ["ZeroEval zero-shot JSON protocol, greedy", f"{summary['no_answer']:.1f}% of the outputs hold no answer"]
     return {"metrics": {"accuracy": summary["accuracy"], "length": summary["length"]},
             "length_unit": "characters of the reasoning", "notes": notes, "records": records,
-            "protocol": {"prompt": "simpo's wording of ZeroEval's layout"}}
+            "protocol": {"prompt": items[0]["wording"].source}}
 
 
 TASKS = {task.name: task for task in (AlpacaEval(), ArenaHard(), GSM(), MMLU())}

@@ -86,11 +86,18 @@ class PromptRenderer:
         self.stop_ids = stop_token_ids(tokenizer)
         self.control_tokens = control_tokens(tokenizer)
 
-    def ids(self, messages: list[dict]) -> list[int]:
+    def text(self, messages: list[dict]) -> str:
+        """The prompt as the model reads it: the chat template's text, ending in the generation prompt."""
         if self.fold_system:
             messages = fold_system(messages)
-        text = render(self.tokenizer, messages, add_generation_prompt=True)
+        return render(self.tokenizer, messages, add_generation_prompt=True)
+
+    def encode(self, text: str) -> list[int]:
+        """The token ids of a rendered prompt (its special tokens are the template's own)."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def ids(self, messages: list[dict]) -> list[int]:
+        return self.encode(self.text(messages))
 
 
 def check_lengths(rows: list[PromptRow], renderer: PromptRenderer, limit: int, label: str) -> tuple[list[PromptRow], list[list[int]], Counter]:

@@ -8,7 +8,7 @@ For each model and benchmark, under `OUTPUT/NAME/BENCHMARK/`:
   HASH adding the judge; `result.json` there is the finished result, and a rerun with the same
   settings reads it instead of recomputing;
 - `result.json`: the newest finished result, which `evals.table` reads (schema there);
-  `records.jsonl`: one line per item (output, extracted answer or verdicts);
+  `records.jsonl`: one line per item (the prompt text the model read, output, extracted answer or verdicts);
   AlpacaEval's `model_outputs.json` is in the format the official `alpaca_eval` tool reads.
 The table (`OUTPUT/results.md`) is printed at the end.
 """
@@ -56,6 +56,7 @@ class EvalOptions:
     data: str = "offline"
     mmlu_mode: str = "zeroeval"
     arena_hard_dir: str | None = None
+    zeroeval_dir: str | None = None
     gsm_seed: int = 42
     seed: int = 42
     batch_size: int = 16
@@ -91,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mmlu-mode", choices=("zeroeval", "loglik"), default="zeroeval",
                    help="ZeroEval's generated JSON answers, or the cheaper answer-letter log-likelihood")
     p.add_argument("--arena-hard-dir", help="an arena-hard-auto data folder (question.jsonl, model_answer/), e.g. v0.1")
+    p.add_argument("--zeroeval-dir", metavar="PATH",
+                   help="a ZeroEval checkout: GSM and MMLU prompts from its templates (default: simpo's wording of their layout)")
     p.add_argument("--gsm-seed", type=int, default=42, help="seed of the offline GSM-Symbolic problems")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (AlpacaEval samples)")
     p.add_argument("--batch-size", type=_positive, default=16, help="prompts decoded together")
@@ -121,7 +124,7 @@ def parse_options(tokens: list[str]) -> EvalOptions:
         raise RecipeError(f"--top-p must be in (0, 1], got {args.top_p}")
     return EvalOptions(models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
                        judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
-                       arena_hard_dir=args.arena_hard_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
+                       arena_hard_dir=args.arena_hard_dir, zeroeval_dir=args.zeroeval_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
                        dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
 
 
@@ -200,7 +203,8 @@ class ModelRun:
 
     def answers(self, task, items: list[dict], folder: Path) -> tuple[list[str], dict]:
         decoding = _decoding(task, self.options)
-        prompts = [self.renderer.ids([{"role": "user", "content": task.prompt(item)}]) for item in items]
+        shown = [task.shown(self.renderer, item) for item in items]  # the exact texts the model reads
+        prompts = [self.renderer.encode(text) for text in shown]
         limit = self.context - decoding["max_new_tokens"] if self.context else None
         too_long = {i for i, ids in enumerate(prompts) if limit is not None and len(ids) > limit}
         settings = {"model": self.model, "benchmark": task.name, "mode": task.mode, "items": [item["id"] for item in items],
@@ -228,7 +232,7 @@ class ModelRun:
         output.mark_complete()
         outputs = [row["output"] for path in sorted(output.folder.glob("shard-*.jsonl")) for row in read_jsonl(path)]
         notes = [f"{len(too_long)} prompts longer than the model's context minus max_new_tokens got an empty answer"] if too_long else []
-        return outputs, {"seconds": time.perf_counter() - start, "settings": settings, "notes": notes}
+        return outputs, {"seconds": time.perf_counter() - start, "settings": settings, "notes": notes, "prompts": shown}
 
     def close(self) -> None:
         self.backend = self.scorer = None
@@ -304,7 +308,8 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
         else:
             judged.mkdir(parents=True, exist_ok=True)
         scored = task.score(items, outputs, judgments, TokenCounter(run.tokenizer))
-        write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in scored.pop("records")))
+        records = [{"id": record["id"], "prompt": prompt, **record} for record, prompt in zip(scored.pop("records"), answered["prompts"])]
+        write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in records))
         protocol = {"data": label, "items": len(items), "decoding": decoding_text(**_decoding(task, options)),
                     **({"judge": _judge_protocol(options)} if task.judged else {}), **scored.pop("protocol")}
         differ = differences(task.name, protocol)
