@@ -4,8 +4,9 @@ A stage cuts its input rows into shards of a fixed size (shard k is always rows 
 of the same input) and writes each finished shard as `shard-00042.jsonl` by writing a temporary
 file, syncing it and renaming it, so a shard on disk is always complete and a killed run loses at
 most the shard it was working on. `manifest.json` records the settings and the input's fingerprint;
-reopening the folder with other settings fails instead of mixing two runs in one output. `COMPLETE`
-marks a stage whose every shard is written.
+reopening the folder with other settings fails instead of mixing two runs in one output, once a
+shard (or any output) is there: a folder holding only the manifest of a run that failed before its
+first shard takes the new settings. `COMPLETE` marks a stage whose every shard is written.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
+from .lock import LOCK_FILE
 
 MANIFEST, COMPLETE = "manifest.json", "COMPLETE"
+PARTIAL = ".partial"
 
 
 def fingerprint(rows: Iterable[Any]) -> str:
@@ -32,7 +35,7 @@ def fingerprint(rows: Iterable[Any]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(path.name + PARTIAL)
     with open(partial, "w") as out:
         out.write(text)
         out.flush()
@@ -46,15 +49,29 @@ def write_if_changed(path: Path, text: str) -> None:
         write_atomic(path, text)
 
 
+def _holds_output(folder: Path) -> bool:
+    """Whether `folder` holds anything a stage wrote besides its manifest (its lock and partial files aside)."""
+    return any(entry.name not in (MANIFEST, LOCK_FILE) and not entry.name.endswith(PARTIAL) for entry in folder.iterdir())
+
+
 def claim(folder: Path, settings: dict[str, Any]) -> None:
-    """Record `settings` in `folder`, or fail if the folder holds output made with other settings."""
+    """Record `settings` in `folder`, or fail if the folder holds output made with other settings.
+
+    A manifest with no output beside it (its run failed before writing any) is replaced."""
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / MANIFEST
-    if not manifest.is_file():
-        write_atomic(manifest, json.dumps(settings, indent=2, sort_keys=True, default=str))
+    text = json.dumps(settings, indent=2, sort_keys=True, default=str)
+    if not (manifest.is_file() and _holds_output(folder)):
+        write_if_changed(manifest, text)
         return
-    previous = json.loads(manifest.read_text())
-    current = json.loads(json.dumps(settings, default=str))
+    try:
+        previous = json.loads(manifest.read_text())
+    except (OSError, ValueError) as err:
+        raise RecipeError(f"{manifest} cannot be read ({err}), so the settings of the output in {folder} are unknown; "
+                          "delete the folder to start over") from None
+    if not isinstance(previous, dict):
+        raise RecipeError(f"{manifest} is not a settings record (a JSON object); delete the folder {folder} to start over")
+    current = json.loads(text)
     changed = sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
     if changed:
         details = "; ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in changed)
