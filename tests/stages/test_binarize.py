@@ -53,3 +53,16 @@ def test_holding_out_every_pair_is_refused(test_size, tmp_path):
     with pytest.raises(RecipeError, match=rf"binarize.test_size \({test_size:g}\) holds out all 6 pairs"):
         run_binarize(config)
     assert not (tmp_path / "pairs").exists()
+
+
+def test_a_complete_output_cut_short_is_written_again(tmp_path):
+    from simpo.config.pipeline import BinarizeConfig
+    from simpo.stages.binarize import run_binarize
+
+    config = BinarizeConfig(input=str(_scores(tmp_path / "scores", 6)), test_size=2, output=str(tmp_path / "pairs"))
+    run_binarize(config)
+    train = tmp_path / "pairs" / "train.jsonl"
+    whole = train.read_text()
+    train.write_text(whole[: whole.index("\n") + 1])  # one pair of four left, each line whole
+    run_binarize(config)
+    assert train.read_text() == whole

@@ -1,6 +1,6 @@
 """Reference log-probs (reference losses: dpo, ipo, kto_pair, rdpo): precomputed equal a live
 reference model, the cache is reused for the same inputs and keyed on everything that changes them,
-and an interrupted cache write leaves no cache."""
+an interrupted cache write leaves no cache, and a damaged one is computed again, never used."""
 
 import json
 import logging
@@ -133,3 +133,41 @@ def test_an_interrupted_cache_write_leaves_no_cache(tiny_model_dir, tmp_path, ca
     assert not any(path.joinpath("logps.safetensors").exists() for path in cache_in_tmp.iterdir())
     done = reference.with_reference_logps(model, dataset, collate, batch_size=2)
     assert len(done["ref_chosen_logps"]) == 3 and len(list(cache_in_tmp.glob("*/logps.safetensors"))) == 1
+
+
+def test_a_damaged_cache_is_never_used_but_computed_again_and_replaced(tiny_model_dir, tmp_path, cache_in_tmp, caplog):
+    from safetensors.torch import save_file
+
+    folder = tiny_model_dir("llama")
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    collate = PairCollator(AutoTokenizer.from_pretrained(folder).pad_token_id)
+    dataset = tokenized(folder, make_rows(4, seed=2), tmp_path)
+    first = reference.with_reference_logps(model, dataset, collate, batch_size=2)
+    (cache,) = cache_in_tmp.iterdir()
+    values, key = cache / "logps.safetensors", cache / "key.json"
+    whole = values.read_bytes()
+    assert json.loads(key.read_text())["file"]["bytes"] == len(whole)
+    caplog.set_level(logging.WARNING, logger="simpo")
+
+    edited = tmp_path / "edited.safetensors"  # loadable, the right shapes, other values: only the hash tells
+    save_file({"chosen": torch.zeros(4), "rejected": torch.zeros(4)}, str(edited))
+    for damage in (whole[: len(whole) // 2], edited.read_bytes()):
+        values.write_bytes(damage)
+        caplog.clear()
+        again = reference.with_reference_logps(model, dataset, collate, batch_size=2)
+        assert f"the cached reference log-probs in {cache} are damaged" in caplog.text
+        assert "computed the reference log-probs of 4 pairs" in caplog.text
+        assert again["ref_chosen_logps"] == first["ref_chosen_logps"]
+        assert values.read_bytes() == whole  # replaced by the values computed again
+    assert [path.name for path in cache_in_tmp.iterdir()] == [cache.name]
+
+    # A cache written before key.json recorded the file's size still reads; cut short, it is refused.
+    record = json.loads(key.read_text())
+    key.write_text(json.dumps({name: value for name, value in record.items() if name != "file"}))
+    caplog.clear()
+    assert reference.with_reference_logps(model, dataset, collate, batch_size=2)["ref_chosen_logps"] == first["ref_chosen_logps"]
+    assert "reusing the cached reference log-probs of 4 pairs" in caplog.text
+    values.write_bytes(whole[: len(whole) // 2])
+    caplog.clear()
+    assert reference.with_reference_logps(model, dataset, collate, batch_size=2)["ref_chosen_logps"] == first["ref_chosen_logps"]
+    assert "are damaged" in caplog.text and values.read_bytes() == whole

@@ -20,7 +20,7 @@ from ..config.pipeline import BinarizeConfig
 from ..errors import RecipeError
 from ..generation.prompts import prompt_messages
 from .lock import folder_lock
-from .shards import claim, fingerprint, is_complete, mark_complete, read_stage, write_atomic
+from .shards import claim, damaged_files, fingerprint, is_complete, mark_complete, read_stage, write_atomic
 
 logger = logging.getLogger("simpo")
 
@@ -56,11 +56,16 @@ def run_binarize(config: BinarizeConfig) -> str:
         claim(output, {"stage": "binarize", "input": fingerprint(rows), "test_size": config.test_size,
                        "min_score_gap": config.min_score_gap, "seed": config.seed})
         if is_complete(output):
-            return config.output
+            damaged = damaged_files(output)
+            if not damaged:
+                return config.output
+            logger.warning("binarize: %s; writing the pairs again", "; ".join(damaged))
+        written = []
         for split, split_rows in splits.items():
             if split_rows:  # no test pairs: no test.jsonl, and training runs without evaluation
                 write_atomic(output / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in split_rows))
-        mark_complete(output)
+                written.append(f"{split}.jsonl")
+        mark_complete(output, written)
         logger.warning(
             "binarize: %d pairs (train %d, test %d) from %d prompts; dropped: %s", len(splits["train"]) + len(splits["test"]),
             len(splits["train"]), len(splits["test"]), len(rows), ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none",

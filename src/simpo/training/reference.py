@@ -12,7 +12,9 @@ implementation), the mixed-precision mode the pass runs under, and the split's t
 (which already reflect the tokenizer, chat template, rows, truncation settings and `max_length`).
 Batch layout (`padding_free`) and `logps_chunk_size` change the values only by floating-point
 noise, so they are not part of the key. A cache folder is written beside its final name and
-renamed into place, so an interrupted run never leaves half a cache.
+renamed into place, so an interrupted run never leaves half a cache; its `key.json` records the
+values file's size and SHA-256, checked when it is read: a damaged cache (cut short, edited) is
+never used, but computed again and replaced.
 """
 
 from __future__ import annotations
@@ -98,29 +100,58 @@ def compute_reference_logps(model, dataset, collator, batch_size: int, chunk_siz
     return torch.cat(chosen), torch.cat(rejected)
 
 
+CACHE_FILE, KEY_FILE = "logps.safetensors", "key.json"
+
+
+def _file_record(path: Path) -> dict:
+    data = path.read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def _read_cache(folder: Path, pairs: int):
+    """(chosen, rejected) from the cache folder, or None when it holds none or a damaged one (said in a
+    warning: it is computed again and replaced). `key.json` records the file's size and SHA-256; a
+    cache written before it did is checked by loading it and by its shapes."""
     from safetensors.torch import load_file
 
-    path = folder / "logps.safetensors"
+    path = folder / CACHE_FILE
     if not path.is_file():
         return None
-    values = load_file(path)
-    if values["chosen"].shape[0] != pairs:  # cannot happen for a key that hashes the rows; refuse quietly anyway
-        return None
-    return values["chosen"], values["rejected"]
+    try:
+        expected = json.loads((folder / KEY_FILE).read_text()).get("file")
+        actual = _file_record(path) if expected is not None else None
+        if expected is not None and actual != expected:
+            raise ValueError(f"{actual['bytes']} bytes, not the {expected.get('bytes')} written")
+        values = load_file(path)
+        chosen, rejected = values["chosen"], values["rejected"]
+        if chosen.shape != (pairs,) or rejected.shape != (pairs,):
+            raise ValueError(f"{tuple(chosen.shape)} and {tuple(rejected.shape)} values for {pairs} pairs")
+    except Exception as err:  # cut short, edited, unreadable: never used
+        logger.warning("the cached reference log-probs in %s are damaged (%s); computing them again", folder,
+                       str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return False
+    return chosen, rejected
 
 
-def _write_cache(folder: Path, chosen: torch.Tensor, rejected: torch.Tensor, description: dict) -> None:
+def _write_cache(folder: Path, chosen: torch.Tensor, rejected: torch.Tensor, description: dict, replace: bool = False) -> None:
+    """The cache folder written beside its name and renamed into place; `replace`: over a damaged one."""
     from safetensors.torch import save_file
 
     partial = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    save_file({"chosen": chosen.contiguous(), "rejected": rejected.contiguous()}, str(partial / "logps.safetensors"))
-    (partial / "key.json").write_text(json.dumps(description, indent=2, default=str))
     try:
+        save_file({"chosen": chosen.contiguous(), "rejected": rejected.contiguous()}, str(partial / CACHE_FILE))
+        record = {**description, "file": _file_record(partial / CACHE_FILE)}
+        (partial / KEY_FILE).write_text(json.dumps(record, indent=2, default=str))
+        if replace and folder.exists():
+            damaged = folder.with_name(f".{folder.name}.{os.getpid()}.damaged")
+            folder.rename(damaged)
+            shutil.rmtree(damaged, ignore_errors=True)
         partial.rename(folder)
-    except OSError:  # another process wrote the same key first
+    except OSError:  # another process wrote the same key first, or the disk is full: no cache, the values stand
+        logger.warning("%s: the reference log-probs could not be cached", folder)
+    finally:
         shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -138,13 +169,13 @@ def with_reference_logps(model, dataset, collator, batch_size: int, chunk_size: 
         key = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:24]
         folder = cache_home() / "ref-logps" / key
         cached = _read_cache(folder, len(dataset))
-        if cached is not None:
+        if cached:
             logger.warning("%s: reusing the cached reference log-probs of %d pairs from %s", split, len(dataset), folder)
             return _attach(dataset, *cached)
     start = time.perf_counter()
     chosen, rejected = compute_reference_logps(model, dataset, collator, batch_size, chunk_size, device, autocast)
     if folder is not None:
-        _write_cache(folder, chosen, rejected, description)
+        _write_cache(folder, chosen, rejected, description, replace=cached is False)
     logger.warning(
         "%s: computed the reference log-probs of %d pairs in %.1f s%s",
         split, len(dataset), time.perf_counter() - start, f", cached in {folder}" if folder else "",
