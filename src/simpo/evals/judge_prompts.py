@@ -10,7 +10,8 @@ files (`eval_framework/tasks/alpaca_eval_task.py` and `arena_hard_task.py`) with
   `M` (output 2).
 - Arena-Hard: a system prompt per question category (the original Arena-Hard prompt for any other
   category), a user template with the question and the answers of assistants A and B, a baseline
-  model per category, and the regexes that find the verdict (`A>>B` ... `B>>A`) in the judgment.
+  model per category, and the regexes that find the verdict (`A>>B` ... `B>>A`) in the judgment
+  (v2.0's; v0.1's single case-sensitive pattern is written here, `V01_VERDICT_PATTERN`).
 """
 
 from __future__ import annotations
@@ -125,11 +126,24 @@ def arena_hard_baseline(category: str | None) -> str:
 
 
 def parse_arena_hard_verdict(text: str) -> str | None:
-    """The verdict label in a judgment ("A>>B", "B>A", ...): the official patterns are tried in order
-    on the upper-cased text and the last match of the first pattern that matches wins; None if none does."""
+    """Arena-Hard v2.0's verdict label in a judgment ("A>>B", "B>A", ...): the official patterns are tried
+    in order on the upper-cased text and the last match of the first pattern that matches wins; None if none does."""
     upper = text.upper()
     for pattern in _constant("arena_hard_task.py", "DEFAULT_REGEX_PATTERNS"):
         matches = [match for match in re.findall(pattern, upper) if match]
         if matches:
             return matches[-1].strip("\n")
     return None
+
+
+V01_VERDICT_PATTERN = r"\[\[([AB<>=]+)\]\]"  # v0.1's regex_pattern (arena-hard-auto's config/judge_config.yaml)
+
+
+def parse_arena_hard_verdict_v01(judgment: str) -> tuple[str | None, bool]:
+    """(label, ask_again): Arena-Hard v0.1's reading of a judgment. Only labels in double brackets
+    count, as written (case-sensitive); one distinct label is the verdict; none gives (None, True),
+    and the judge is asked to go on; several different ones give (None, False), no verdict."""
+    labels = {label for label in re.findall(V01_VERDICT_PATTERN, judgment) if label}
+    if not labels:
+        return None, True
+    return (labels.pop(), False) if len(labels) == 1 else (None, False)

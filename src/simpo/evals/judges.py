@@ -30,8 +30,10 @@ from ..errors import RecipeError
 # rate_limited: 429 answers; timeouts; errors: items given up after an HTTP or connection problem;
 # malformed: answers with no usable preference or verdict; text_fallback: AlpacaEval preferences
 # read from the answer text because no logprobs of m/M came back; truncated: inputs whose answers
-# were cut to fit (or judgments cut at max_tokens); too_long: inputs that do not fit even with empty answers.
-COUNTERS = ("requests", "retries", "rate_limited", "timeouts", "errors", "malformed", "text_fallback", "truncated", "too_long")
+# were cut to fit (or judgments cut at max_tokens); too_long: inputs that do not fit even with empty answers;
+# asked_again: Arena-Hard v0.1 judgments without a [[..]] label, whose judge was asked once more to give one.
+COUNTERS = ("requests", "retries", "rate_limited", "timeouts", "errors", "malformed", "text_fallback", "truncated", "too_long",
+            "asked_again")
 
 # Arena-Hard's five verdicts, from "A much better" to "B much better".
 VERDICTS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")

@@ -26,7 +26,7 @@ CARD: dict[str, dict[str, object]] = {
     },
     "arena_hard": {
         "data": "Arena-Hard v0.1 (gpt-4-0314 baseline)", "items": 500, "decoding": GREEDY_4096, "judge": OPENAI_GPT4_1106,
-        "verdicts": "v0.1: [[..]] only", "category": "all 500 questions", "style_control": "none",
+        "verdicts": "v0.1: [[..]] only", "category": "all questions pooled", "style_control": "none",
         "length": "tiktoken cl100k tokens",
     },
     "gsm": {"data": "yuchenlin/zero-eval gsm (test)", "items": 1319, "decoding": GREEDY_4096, "prompt": "ZeroEval's templates"},

@@ -12,9 +12,9 @@ unit a killed run resumes from), `score` turns outputs and judgments into the ta
 
 from __future__ import annotations
 
-from . import benchmarks
+from . import arena_hard, benchmarks
 from .loglik import mmlu_context, predict_letters
-from .winrate import arena_hard_score, length_controlled_win_rate, win_rate
+from .winrate import length_controlled_win_rate, win_rate
 from .zeroeval import multiple_choice_prompt, open_question_prompt, score_choice, score_open, summarize, wording
 
 
@@ -76,9 +76,13 @@ class AlpacaEval(Task):
 
 
 class ArenaHard(Task):
+    """Arena-Hard as arena-hard-auto scores it (`evals.arena_hard`): v0.1 or v2.0, as the loaded
+    questions' `version` says."""
+
     name, judged = "arena_hard", True
 
     def load(self, options):
+        arena_hard.require_token_counts()  # before any model loads
         return benchmarks.arena_hard(options.data, options.arena_hard_dir)
 
     def prompt(self, item):
@@ -93,15 +97,53 @@ class ArenaHard(Task):
         return [list(verdicts[i : i + 2]) for i in range(0, len(verdicts), 2)]
 
     def score(self, items, outputs, judgments, count_tokens):
-        result = arena_hard_score([tuple(pair) for pair in judgments])
-        tokens, unit = count_tokens(outputs)
-        notes = [f"baselines: {', '.join(sorted({item['baseline'] for item in items}))}"]
-        if result["dropped"]:
-            notes.append(f"{result['dropped']} questions without a verdict in both games are left out")
-        records = [{"id": item["id"], "output": output, "verdicts": pair} for item, output, pair in zip(items, outputs, judgments)]
-        metrics = {"score": result["score"], "ci_lower": result["ci_lower"], "ci_upper": result["ci_upper"],
-                   "length": sum(tokens) / len(tokens)}
-        protocol = {"verdicts": "the last [[..]] label", "category": "every category pooled", "style_control": "none", "length": unit}
+        """`count_tokens(texts, encoding)`: tiktoken's token counts (`arena_hard.token_counts`)."""
+        versions = {item["version"] for item in items}
+        if len(versions) != 1:
+            raise ValueError(f"the Arena-Hard items of one run are of one version, got {sorted(versions)}")
+        version = versions.pop()
+        games = [tuple(pair) for pair in judgments]
+        baselines = ", ".join(sorted({item["baseline"] for item in items}))
+        records = [{"id": item["id"], "category": item["category"], "output": output, "verdicts": pair}
+                   for item, output, pair in zip(items, outputs, judgments)]
+        unit = arena_hard.LENGTH_UNITS[version]
+        if version == arena_hard.V01:
+            result = arena_hard.score_v01(games)
+            tokens = count_tokens(outputs, arena_hard.ENCODINGS[version])
+            metrics = {"score": result["score"], "ci_lower": result["ci_lower"], "ci_upper": result["ci_upper"],
+                       "length": sum(tokens) / len(tokens)}
+            notes = [f"Arena-Hard v0.1: Bradley-Terry win rate against {baselines}, 95% bootstrap interval "
+                     f"{result['ci_lower']:.1f}-{result['ci_upper']:.1f}"]
+            if result["dropped_games"]:
+                notes.append(f"{result['dropped_games']} games without a v0.1 verdict are left out")
+            protocol = {"verdicts": arena_hard.V01_VERDICTS, "category": arena_hard.V01_CATEGORY_RULE, "style_control": "none",
+                        "length": unit}
+            return {"metrics": metrics, "length_unit": unit, "notes": notes, "records": records, "protocol": protocol}
+        model_style = arena_hard.style_metadata(outputs, count_tokens)
+        baseline_style = arena_hard.style_metadata([item["baseline_answer"] for item in items], count_tokens)
+        categories = [item["category"] for item in items]
+        scores = arena_hard.score_v20(games, categories, model_style, baseline_style)
+        empty = {"score": None, "ci_lower": None, "ci_upper": None}
+        hard, creative = scores.get("hard_prompt", empty), scores.get("creative_writing", empty)
+
+        def mean_tokens(category):
+            tokens = [style[0] for style, of in zip(model_style, categories) if of == category]
+            return sum(tokens) / len(tokens) if tokens else None
+
+        metrics = {"score": hard["score"], "ci_lower": hard["ci_lower"], "ci_upper": hard["ci_upper"], "length": mean_tokens("hard_prompt"),
+                   "creative_writing": creative["score"], "creative_writing_ci_lower": creative["ci_lower"],
+                   "creative_writing_ci_upper": creative["ci_upper"], "creative_writing_length": mean_tokens("creative_writing")}
+        notes = [f"Arena-Hard v2.0 (baselines {baselines}): AH is the hard_prompt score under style control (length and markdown)"
+                 + (f", 90% bootstrap interval {hard['ci_lower']:.1f}-{hard['ci_upper']:.1f}" if hard["score"] is not None else "")
+                 + "; AH Length over the hard-prompt answers"]
+        if creative["score"] is not None:
+            notes.append(f"creative_writing (no style control): {creative['score']:.1f}, 90% interval "
+                         f"{creative['ci_lower']:.1f}-{creative['ci_upper']:.1f}")
+        dropped = sum(result["dropped"] for result in scores.values())
+        if dropped:
+            notes.append(f"{dropped} questions without a verdict in both games are left out")
+        protocol = {"verdicts": arena_hard.V20_VERDICTS, "category": arena_hard.V20_CATEGORY_RULE,
+                    "style_control": arena_hard.V20_STYLE_CONTROL, "length": unit}
         return {"metrics": metrics, "length_unit": unit, "notes": notes, "records": records, "protocol": protocol}
 
 

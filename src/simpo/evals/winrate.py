@@ -1,4 +1,4 @@
-"""Win rates against a baseline from a judge's verdicts: AlpacaEval 2 (raw and length-controlled) and Arena-Hard.
+"""AlpacaEval 2's win rates against the reference, raw and length-controlled (Arena-Hard's score: `evals.arena_hard`).
 
 AlpacaEval 2. A judge compares the reference output with the model's and gives a preference p in
 [1, 2]: 1 when the reference is better, 2 when the model's output is better, 1.5 for a draw (0 is
@@ -21,13 +21,6 @@ the prediction when both outputs have the same length, 100 * sigmoid(w_const). T
 `length_controlled_minimal` formula of the `alpaca_eval` package, not its default
 `length_controlled_v1`, which adds a per-instruction difficulty term and regularises towards
 annotations of deliberately gamed baselines; both come from files on the Hugging Face hub.
-
-Arena-Hard (Li, Chiang, Frick, Dunlap, Wu, Zhu, Gonzalez, Stoica 2024, "From Crowdsourced Data to
-High-Quality Benchmarks: Arena-Hard and BenchBuilder Pipeline", arXiv 2406.11939). Each question is
-judged twice with the two answers in swapped positions. From the model's side a verdict scores 1 for
-a win, 0.5 for a tie and 0 for a loss; a strong verdict (">>" or "<<") is counted three times. The
-score is 100 * the mean of all these values over both games of all questions, with a percentile
-bootstrap 95% interval over the same values.
 """
 
 from __future__ import annotations
@@ -37,21 +30,6 @@ import numbers
 from collections.abc import Sequence
 
 import numpy as np
-
-# A verdict -> (outcome for assistant A: 1 win, 0.5 tie, 0 loss; how many times it counts).
-STRONG_VERDICT_WEIGHT = 3
-VERDICTS = {
-    "A>>B": (1.0, STRONG_VERDICT_WEIGHT),
-    "A>B": (1.0, 1),
-    "A=B": (0.5, 1),
-    "A<B": (0.0, 1),
-    "A<<B": (0.0, STRONG_VERDICT_WEIGHT),
-    "B<<A": (1.0, STRONG_VERDICT_WEIGHT),
-    "B<A": (1.0, 1),
-    "B=A": (0.5, 1),
-    "B>A": (0.0, 1),
-    "B>>A": (0.0, STRONG_VERDICT_WEIGHT),
-}
 
 _EXPECTED_PREFERENCE = "a number in [1, 2] (1: the reference is better, 2: the model is better, 1.5 or 0: a draw), or None for a failed judgment"
 
@@ -134,57 +112,6 @@ def length_controlled_win_rate(
         )
     length_weight, constant_weight = _fit_soft_logistic(np.column_stack([length_feature, np.ones(count)]), labels)
     return result(100 * _sigmoid(constant_weight), length_weight, constant_weight)
-
-
-def arena_hard_score(games: Sequence[tuple[str | None, str | None]], seed: int = 0, rounds: int = 200) -> dict:
-    """Arena-Hard's score of the model against the baseline, in percent, with a bootstrap 95% interval.
-
-    `games[i]` holds question i's two verdicts: the first from the game where the baseline is
-    assistant A and the model is B, the second from the game with the model as A and the baseline as B.
-    A verdict is one of `VERDICTS` ("A>>B", "B<A", "A=B", ...; case and surrounding spaces ignored). A
-    question with a missing (None) or unrecognised verdict in either game is left out and counted in
-    `dropped`. The interval takes the 2.5% and 97.5% quantiles of the means of `rounds` resamples,
-    with replacement, of the per-verdict values, drawn by numpy's generator seeded with `seed`.
-
-    Returns {"score", "ci_lower", "ci_upper", "n_questions" (the questions scored), "dropped"}.
-    Raises ValueError for an entry that is not a pair of verdicts, for `rounds` < 1, and when no
-    question can be scored.
-    """
-    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
-        raise ValueError(f"arena_hard_score: rounds is {rounds!r}; expected a whole number of bootstrap resamples, at least 1")
-    values: list[float] = []
-    scored = dropped = 0
-    for index, pair in enumerate(games):
-        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
-            raise ValueError(
-                f"game {index} is {pair!r}; expected a pair (verdict with the baseline as A, verdict with the model as A)"
-            )
-        baseline_first, model_first = (_verdict(verdict) for verdict in pair)
-        if baseline_first is None or model_first is None:
-            dropped += 1
-            continue
-        outcome, weight = baseline_first
-        values += [1.0 - outcome] * weight  # the model is B: its outcome is the complement of A's
-        outcome, weight = model_first
-        values += [outcome] * weight
-        scored += 1
-    if not values:
-        raise ValueError(f"arena_hard_score: none of the {len(games)} questions has two recognised verdicts; expected verdicts like 'A>B'")
-    outcomes = np.asarray(values, dtype=np.float64)
-    resamples = np.random.default_rng(seed).integers(0, len(outcomes), size=(rounds, len(outcomes)))
-    lower, upper = np.quantile(outcomes[resamples].mean(axis=1), [0.025, 0.975])
-    return {
-        "score": float(outcomes.mean() * 100),
-        "ci_lower": float(lower * 100),
-        "ci_upper": float(upper * 100),
-        "n_questions": scored,
-        "dropped": dropped,
-    }
-
-
-def _verdict(verdict) -> tuple[float, int] | None:
-    """(outcome for assistant A, weight) of a verdict; None when it is missing or not in `VERDICTS`."""
-    return VERDICTS.get(verdict.strip().upper()) if isinstance(verdict, str) else None
 
 
 def _soft_labels(preferences: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ from ..config.judge import judge_kind
 from ..config.recipe import ModelConfig
 from ..config.recipe_kind import MODEL_FILES
 from ..errors import OptionParser, RecipeError
+from ..evals.arena_hard import token_counts
 from ..evals.benchmarks import subset
 from ..evals.protocol import decoding_text, differences
 from ..evals.table import BENCHMARKS, load_results, markdown_table
@@ -153,38 +154,6 @@ def _decoding(task, options: EvalOptions) -> dict:
             "max_new_tokens": options.max_new_tokens or task.max_new_tokens}
 
 
-class TokenCounter:
-    """Arena-Hard counts answer tokens with tiktoken's cl100k; offline its encoding file cannot be
-    fetched, so the evaluated model's tokenizer counts instead, and the unit says which."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def __call__(self, texts: list[str]) -> tuple[list[int], str]:
-        encoding = _cached_cl100k()
-        if encoding is not None:
-            return [len(encoding.encode(text, disallowed_special=())) for text in texts], "tokens (tiktoken cl100k)"
-        ids = [len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
-        return ids, "tokens of the evaluated model's tokenizer (tiktoken's cl100k is not available offline)"
-
-
-def _cached_cl100k():
-    """tiktoken's cl100k encoding when its file is already in tiktoken's cache (never downloaded here)."""
-    import importlib.util
-    import os
-    import tempfile
-
-    if importlib.util.find_spec("tiktoken") is None:
-        return None
-    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
-    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    if not Path(cache, hashlib.sha1(url.encode()).hexdigest()).is_file():
-        return None
-    import tiktoken
-
-    return tiktoken.get_encoding("cl100k_base")
-
-
 class ModelRun:
     """One model's answers to every chosen benchmark, generated lazily with one loaded backend."""
 
@@ -307,7 +276,7 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
                                counted, f"{run.name} {task.name}")
         else:
             judged.mkdir(parents=True, exist_ok=True)
-        scored = task.score(items, outputs, judgments, TokenCounter(run.tokenizer))
+        scored = task.score(items, outputs, judgments, token_counts)
         records = [{"id": record["id"], "prompt": prompt, **record} for record, prompt in zip(scored.pop("records"), answered["prompts"])]
         write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in records))
         protocol = {"data": label, "items": len(items), "decoding": decoding_text(**_decoding(task, options)),
