@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 
 import pytest
@@ -78,3 +79,39 @@ def test_missing_arena_hard_folder_is_a_clear_error(tmp_path):
         benchmarks.arena_hard("offline", str(tmp_path))
     with pytest.raises(RecipeError, match="--arena-hard-dir"):
         benchmarks.arena_hard("hub")
+
+
+GAMED_HEADER = "model,index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline,generator_2\n"
+
+
+def test_alpaca_eval_gamed_reads_the_columns_length_controlled_v1_needs(tmp_path):
+    path = tmp_path / "df_gamed.csv"
+    path.write_text(GAMED_HEADER + "verbose,0,0.25,-1.5,0.3,False,verbose\nverbose,1,,0.5,-0.7,False,verbose\n"
+                    "concise,0,nan,1.25,0.3,False,concise\nconcise,1,1.0,2.0,-0.7,True,concise\n")
+    assert benchmarks.alpaca_eval_gamed("offline", None) is None  # offline without a file: the minimal LC
+    found, content, gamed = benchmarks.alpaca_eval_gamed("offline", str(path))
+    assert (found, content) == (str(path), path.read_bytes())
+    assert gamed.difficulty == {0: 0.3, 1: -0.7}
+    assert gamed.std_delta_len.tolist() == [-1.5, 0.5, 1.25, 2.0]
+    assert gamed.instruction_difficulty.tolist() == [0.3, -0.7, 0.3, -0.7]
+    assert gamed.not_gamed_baseline.tolist() == [False, False, False, True]
+    assert gamed.preference[[0, 3]].tolist() == [0.25, 1.0] and all(map(math.isnan, gamed.preference[[1, 2]]))
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("model,index,preference,std_delta_len,not_gamed_baseline\nm,0,0.5,0.1,False\n", "no column 'instruction_difficulty'"),
+        (GAMED_HEADER, "no rows"),
+        (GAMED_HEADER + "m,0,1.5,0.1,0.2,False,m\n", "line 2: preference is '1.5'; expected a soft label in [0, 1]"),
+        (GAMED_HEADER + "m,0,0.5,0.1,0.2,False,m\nm,x,0.5,0.1,0.2,False,m\n", "line 3: index is 'x'; expected an instruction's index"),
+        (GAMED_HEADER + "m,0,0.5,inf,0.2,False,m\n", "line 2: std_delta_len is 'inf'; expected a number"),
+        (GAMED_HEADER + "m,0,0.5,0.1,0.2,1,m\n", "line 2: not_gamed_baseline is '1'; expected True or False"),
+    ],
+)
+def test_a_bad_alpaca_eval_gamed_file_is_a_one_line_error_naming_it(tmp_path, text, message):
+    path = tmp_path / "df_gamed.csv"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as error:
+        benchmarks.alpaca_eval_gamed("offline", str(path))
+    assert str(error.value).startswith(str(path)) and message in str(error.value) and "\n" not in str(error.value)

@@ -11,6 +11,7 @@ from simpo.errors import RecipeError
 from simpo.evals.judge_local import VERDICT_TEXTS, LocalJudge
 from simpo.evals.judge_prompts import alpaca_eval_messages, arena_hard_messages
 from simpo.evals.judges import VERDICTS, shown_order
+from simpo.evals.tasks import task_for
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,20 @@ def test_alpaca_eval_preference_equals_a_plain_forward(llama_judge, plain, one_t
     assert llama_judge.prefer(ITEMS) == pytest.approx(expected, abs=1e-5)
 
 
-def test_swapped_outputs_give_three_minus_the_preference(llama_judge, one_thread):
-    instruction, model_output, reference_output = ITEMS[0]
-    forward, swapped = llama_judge.prefer([ITEMS[0], (instruction, reference_output, model_output)])
-    assert swapped == pytest.approx(3 - forward, abs=1e-6)
-    assert forward != pytest.approx(1.5, abs=1e-6)
+def test_an_output_equal_to_the_reference_is_a_draw_the_judge_never_sees(llama_judge, one_thread):
+    # As alpaca_eval's pairwise annotator does: preference 1.5, no judge request.
+    task = task_for("alpaca_eval")
+    items = [{"instruction": instruction, "reference": reference} for instruction, _, reference in ITEMS]
+    outputs = [ITEMS[0][2], ITEMS[1][1], ITEMS[2][2], ITEMS[3][1]]  # the 1st and 3rd equal their reference
+    before = llama_judge.counters["requests"]
+    preferences = task.judge_shard(llama_judge, items, outputs)
+    assert llama_judge.counters["requests"] - before == 2
+    assert preferences[0] == preferences[2] == 1.5
+    assert [preferences[1], preferences[3]] == pytest.approx(llama_judge.prefer([ITEMS[1], ITEMS[3]]), abs=1e-6)
+    assert preferences[1] != pytest.approx(1.5, abs=1e-6)
+    before = llama_judge.counters["requests"]
+    assert task.judge_shard(llama_judge, items[:1], outputs[:1]) == [1.5]
+    assert llama_judge.counters["requests"] == before
 
 
 GAMES = [("What is 2 + 3?", "math", "5", "It is 6."), ("Name a fruit.", "creative_writing", "An apple, red and round.", "Pear"),

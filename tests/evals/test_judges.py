@@ -7,17 +7,35 @@ from simpo.errors import RecipeError
 from simpo.evals.judges import COUNTERS, canonical_verdict, model_preference, open_judge, shown_order
 
 
-def test_shown_order_is_a_seeded_coin_independent_of_the_roles():
-    orders = [shown_order(f"instruction {i}", "model says yes", "reference says no") for i in range(40)]
-    firsts = sum(model_first for _, _, model_first in orders)
-    assert 10 <= firsts <= 30  # both ways occur, about half each
-    for output_1, output_2, model_first in orders:
-        assert {output_1, output_2} == {"model says yes", "reference says no"}
-        assert model_first == (output_1 == "model says yes")
-    assert orders == [shown_order(f"instruction {i}", "model says yes", "reference says no") for i in range(40)]
-    # With the roles swapped the judge sees the same prompt, and the model's side flips.
-    for i, (output_1, output_2, model_first) in enumerate(orders):
-        assert shown_order(f"instruction {i}", "reference says no", "model says yes") == (output_1, output_2, not model_first)
+def test_shown_order_is_alpaca_evals_on_the_805_instructions(alpaca_eval_package):
+    # The official annotator, built from its own config (seed, switch column, seeding column), switches
+    # output_1 (the reference) and output_2 (the model's output) exactly where shown_order shows the
+    # model first.
+    import pandas as pd
+
+    from simpo.evals.benchmarks import alpaca_eval
+
+    _, items = alpaca_eval("offline")
+    annotator = alpaca_eval_package.annotators.PairwiseAnnotator(annotators_config="weighted_alpaca_eval_gpt4_turbo", caching_path=None)
+    [processor] = annotator.annotators["weighted_alpaca_eval_gpt4_turbo"].processors
+    assert isinstance(processor, alpaca_eval_package.processors.RandomSwitchTwoColumnsProcessor)
+    frame = pd.DataFrame({"instruction": [item["instruction"] for item in items], "output_1": [item["reference"] for item in items],
+                          "output_2": [f"the model's output {i}" for i in range(len(items))]})
+    shown = processor.preprocess(frame)
+    ours = [shown_order(item["instruction"], f"the model's output {i}", item["reference"]) for i, item in enumerate(items)]
+    assert len(ours) == 805 and 350 <= sum(model_first for _, _, model_first in ours) <= 455  # both ways, about half each
+    assert [model_first for _, _, model_first in ours] == shown["is_switched_outputs"].tolist()
+    assert [(output_1, output_2) for output_1, output_2, _ in ours] == list(zip(shown["output_1"], shown["output_2"]))
+
+
+def test_shown_order_depends_on_the_instruction_alone():
+    for i in range(20):
+        instruction = f"instruction {i}"
+        output_1, output_2, model_first = shown_order(instruction, "model says yes", "reference says no")
+        assert (output_1, output_2) == (("model says yes", "reference says no") if model_first else ("reference says no", "model says yes"))
+        # Other texts, or the roles swapped: the model's output is still shown in the same place.
+        assert shown_order(instruction, "other", "texts")[2] == model_first
+        assert shown_order(instruction, "reference says no", "model says yes") == (output_2, output_1, model_first)
 
 
 def test_model_preference_maps_the_second_outputs_share_to_the_models_side():

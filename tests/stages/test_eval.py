@@ -4,6 +4,7 @@ output format, answers reused across judges, a killed run resumed without regene
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -15,8 +16,9 @@ from helpers import REPO, wait_for
 
 from simpo.errors import RecipeError
 from simpo.evals import benchmarks
+from simpo.evals.protocol import CARD
 from simpo.evals.table import load_results
-from simpo.evals.winrate import win_rate
+from simpo.evals.winrate import length_controlled_v1, win_rate
 from simpo.evals.zeroeval import multiple_choice_prompt, open_question_prompt, score_choice, score_open
 from simpo.generation.prompts import PromptRenderer
 from simpo.stages.eval import parse_options, run_eval
@@ -110,6 +112,53 @@ def _tiny_reward_model(policy, folder):
     torch.manual_seed(1)
     LlamaForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+
+
+def _gamed_file(path, slope: float) -> None:
+    """A df_gamed.csv in alpaca_eval's layout (two gamed baselines, 805 instructions each)."""
+    lines = ["model,index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline"]
+    for model, shift in (("gpt4_1106_preview_verbose", -1.0), ("gpt4_1106_preview_concise", 1.0)):
+        for index in range(805):
+            difficulty, std_delta_len = (index % 7 - 3) / 3, shift + (index % 5 - 2) / 4
+            preference = 1 / (1 + math.exp(slope * math.tanh(std_delta_len) + difficulty + (index % 3 - 1) / 2))
+            lines.append(f"{model},{index},{preference},{std_delta_len},{difficulty},False")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_alpaca_eval_lc_is_length_controlled_v1_with_a_gamed_file_rescored_without_asking_the_judge_again(tiny_model_dir, tmp_path, one_thread):
+    model = tiny_model_dir("llama")
+    folder, gamed = tmp_path / "tiny" / "alpaca_eval", tmp_path / "df_gamed.csv"
+    args = ["--benchmarks", "alpaca_eval", "--limit", "4", "--names", "tiny", "--judge", f"local:{model}"]
+    with pytest.raises(RecipeError, match=f"--alpaca-eval-gamed {gamed}: no such file"):
+        parse_options([str(model), *args, "--alpaca-eval-gamed", str(gamed)])
+    gamed.write_text("model,index,preference\nm,0,0.5\n")
+    with pytest.raises(RecipeError, match=f"^{gamed}: no column 'instruction_difficulty'"):  # before any model loads
+        run_eval(_options(model, tmp_path, *args, "--alpaca-eval-gamed", str(gamed)))
+    assert not folder.exists()
+
+    run_eval(_options(model, tmp_path, *args))
+    minimal = json.loads((folder / "result.json").read_text())
+    assert minimal["protocol"]["lc"] == "length_controlled_minimal" and minimal["judge_counters"]["requests"] == 4
+    assert minimal["protocol"]["order"] == CARD["alpaca_eval"]["order"] and "order" not in " ".join(minimal["differences"])
+
+    lcs = []
+    for slope in (0.8, -0.8):  # a changed file at the same path is scored again, never read back stale
+        _gamed_file(gamed, slope)
+        run_eval(_options(model, tmp_path, *args, "--alpaca-eval-gamed", str(gamed)))
+        result = json.loads((folder / "result.json").read_text())
+        assert result["protocol"]["lc"] == "length_controlled_v1" and not any("lc " in d for d in result["differences"])
+        records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+        references = {item["id"]: item["reference"] for item in benchmarks.alpaca_eval("offline")[1]}
+        expected = length_controlled_v1([r["preference"] for r in records], [len(r["output"]) for r in records],
+                                        [len(references[r["id"]]) for r in records], [r["id"] for r in records],
+                                        benchmarks.alpaca_eval_gamed("offline", str(gamed))[2])
+        assert result["metrics"]["lc"] == pytest.approx(expected["length_controlled_winrate"], rel=1e-12)
+        # The same judgments, scored again: the judge is not asked again.
+        assert result["metrics"]["wr"] == minimal["metrics"]["wr"] and result["judge_counters"] == {}
+        lcs.append(result["metrics"]["lc"])
+    assert lcs[0] != pytest.approx(lcs[1]) and len(list(folder.glob("judged-*"))) == len(list(folder.glob("answers-*"))) == 1
+    run_eval(_options(model, tmp_path, *args))  # without the file: length_controlled_minimal again, the same number
+    assert json.loads((folder / "result.json").read_text())["metrics"] == minimal["metrics"]
 
 
 def test_a_killed_eval_resumes_without_regenerating_finished_shards(tiny_model_dir, tmp_path, one_thread):

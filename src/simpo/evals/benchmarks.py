@@ -13,11 +13,17 @@ with an `id`, its `stratum` (the category `--limit` balances) and the fields its
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
+import math
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DataError, RecipeError
+from .winrate import GamedAnnotations
 from .zeroeval import LETTERS
 
 GSM_SYMBOLIC_SIZE = 1319  # as many problems as GSM8K's test split
@@ -50,6 +56,77 @@ def alpaca_eval(data: str) -> tuple[str, list[dict]]:
               "reference_generator": row["generator"], "dataset": row["dataset"]} for i, row in enumerate(rows)]
     generators = sorted({item["reference_generator"] for item in items})
     return f"AlpacaEval 2 ({source}, {', '.join(generators)} reference)", items
+
+
+# The columns of alpaca_eval's df_gamed.csv that its length_controlled_v1 reads (`evals.winrate`).
+GAMED_COLUMNS = ("index", "instruction_difficulty", "preference", "std_delta_len", "not_gamed_baseline")
+
+
+def alpaca_eval_gamed(data: str, path: str | None) -> tuple[str, bytes, GamedAnnotations] | None:
+    """alpaca_eval's `df_gamed.csv` (instruction difficulties and the gamed baselines' annotations, for
+    the leaderboard's length_controlled_v1) as (path, its bytes, what it holds): the file at `path`
+    when given, else with `--data hub` the hub dataset's; None offline without a file."""
+    if path is None:
+        if data != "hub":
+            return None
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download("tatsu-lab/alpaca_eval", "df_gamed.csv", repo_type="dataset")
+    try:
+        content = Path(path).read_bytes()
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot be read ({err.strerror or err}); --alpaca-eval-gamed takes alpaca_eval's df_gamed.csv") from None
+    return str(path), content, read_alpaca_eval_gamed(path, content)
+
+
+def read_alpaca_eval_gamed(path, content: bytes) -> GamedAnnotations:
+    """The `GAMED_COLUMNS` of a df_gamed.csv (`content`, read from `path`, which messages name); any
+    other column is left alone. A row without a preference is left out of the fit, as alpaca_eval
+    leaves it; a missing column or a value that is not what the column holds is a one-line RecipeError."""
+    try:
+        reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+        header = reader.fieldnames or []
+        rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise RecipeError(f"{path}: not a CSV file ({err}); --alpaca-eval-gamed takes alpaca_eval's df_gamed.csv") from None
+    for column in GAMED_COLUMNS:
+        if column not in header:
+            raise RecipeError(f"{path}: no column {column!r}; alpaca_eval's df_gamed.csv has {', '.join(GAMED_COLUMNS)}")
+    if not rows:
+        raise RecipeError(f"{path}: no rows; alpaca_eval's df_gamed.csv holds the gamed baselines' annotations")
+    columns: dict[str, list] = {column: [] for column in GAMED_COLUMNS}
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        for column in GAMED_COLUMNS:
+            columns[column].append(_gamed_value(path, number, column, row[column]))
+    difficulty: dict[int, float] = {}
+    for index, value in zip(columns["index"], columns["instruction_difficulty"]):
+        difficulty.setdefault(index, value)
+    return GamedAnnotations(difficulty=difficulty, std_delta_len=np.asarray(columns["std_delta_len"], dtype=np.float64),
+                            instruction_difficulty=np.asarray(columns["instruction_difficulty"], dtype=np.float64),
+                            not_gamed_baseline=np.asarray(columns["not_gamed_baseline"], dtype=bool),
+                            preference=np.asarray(columns["preference"], dtype=np.float64))
+
+
+def _gamed_value(path, line: int, column: str, text):
+    """One cell of df_gamed.csv as its column holds it; a RecipeError naming the file, line and column otherwise."""
+    text = (text or "").strip()
+    if column == "not_gamed_baseline":
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        expected = "True or False"
+    else:
+        try:
+            value = float(text) if text else math.nan
+        except ValueError:
+            value = None
+        if column == "preference" and value is not None and (math.isnan(value) or 0.0 <= value <= 1.0):
+            return value  # empty or NaN: a row without an annotation
+        if column == "index" and value is not None and value >= 0 and value.is_integer():
+            return int(value)
+        if column in ("instruction_difficulty", "std_delta_len") and value is not None and math.isfinite(value):
+            return value
+        expected = {"preference": "a soft label in [0, 1] (or empty)", "index": "an instruction's index, a whole number >= 0"}.get(column, "a number")
+    raise RecipeError(f"{path}, line {line}: {column} is {text!r}; expected {expected}")
 
 
 def arena_hard(data: str, folder: str | None = None) -> tuple[str, list[dict]]:

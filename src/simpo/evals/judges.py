@@ -4,8 +4,8 @@ A judge answers two questions:
 
 - `prefer(items)`: AlpacaEval 2. Each item is (instruction, model_output, reference_output); the
   answer is AlpacaEval's preference in [1, 2]: 1 when the reference is better, 2 when the model's
-  output is, fractions for a judge's probability. As AlpacaEval does, the two outputs are shown in
-  an order drawn per item, seeded by the instruction and the texts (`shown_order`), and mapped back.
+  output is, fractions for a judge's probability. The two outputs are shown in alpaca_eval's order,
+  a coin seeded by the instruction alone (`shown_order`), and the answer is mapped back.
 - `verdicts(games)`: Arena-Hard. Each game is (question_text, category, answer_a, answer_b); the
   answer is one of `VERDICTS` ("A>>B" ... "B>>A").
 
@@ -20,7 +20,7 @@ LM run here, deciding by log-probabilities), `judge_reward.py` (a sequence-class
 
 from __future__ import annotations
 
-import hashlib
+import random
 import threading
 
 from ..config.judge import judge_kind
@@ -49,15 +49,21 @@ def canonical_verdict(label: str | None) -> str | None:
     return label if label in VERDICTS else _SAME_VERDICT.get(label)
 
 
+# The order of the two AlpacaEval outputs, as a result's protocol names it (`evals.protocol.CARD`).
+SHOWN_ORDER = "alpaca_eval's, seeded by the instruction"
+
+
 def shown_order(instruction: str, model_output: str, reference_output: str) -> tuple[str, str, bool]:
-    """(output_1, output_2, model_first): the two outputs in the order the judge sees them. The order
-    is a fair coin seeded by the instruction and the two texts, never by which text is the model's:
-    the same pair is shown the same way on every machine, and with the roles swapped the judge sees
-    the very same prompt (so its preference becomes 3 - p)."""
-    low, high = sorted((model_output, reference_output))
-    coin = hashlib.sha256("\0".join((instruction, low, high)).encode("utf-8")).digest()[0] % 2
-    output_1, output_2 = (low, high) if coin == 0 else (high, low)
-    return output_1, output_2, output_1 == model_output
+    """(output_1, output_2, model_first): the two outputs in the order the judge sees them, alpaca_eval's.
+
+    Its pairwise annotator (`SinglePairwiseAnnotator` in `alpaca_eval/annotators/pairwise_evaluator.py`,
+    with `RandomSwitchTwoColumnsProcessor` of `alpaca_eval/processors.py`) shows the reference first and
+    the model's output second unless a coin switches them; the coin is
+    `random.Random(seed).choices([False, True])[0]` with seed the switch column's name
+    `is_switched_outputs`, then the instruction, then the annotator's seed `0`, as one string. So the
+    order depends on the instruction alone, the same on every machine and for every model."""
+    switched = random.Random(f"is_switched_outputs{instruction}0").choices((False, True))[0]
+    return (model_output, reference_output, True) if switched else (reference_output, model_output, False)
 
 
 def model_preference(second_share: float, model_first: bool) -> float:

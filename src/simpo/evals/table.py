@@ -12,7 +12,8 @@
      "metrics": {"lc", "wr", "wr_se", "length"} | {"score", "ci_lower", "ci_upper", "length"} | {"accuracy", "length"},
      "length_unit": "characters" | "tokens (...)" | "characters of the reasoning" | null (no length),
      "notes": [what else a reader must know], "judge_counters": {"requests": n, "retries": n, "malformed": n, ...},
-     "seconds": {"generate": s, "judge": s}, "settings": {...}}
+     "seconds": {"generate": s, "judge": s}, "settings": {...},
+     "scoring": {...} only where more than the judgments decides the score (AlpacaEval's df_gamed.csv)}
 
 The table has exactly the columns of the gemma-2-9b-it-SimPO card, one row per model; every cell
 carries a mark ([a], [b], ...) whose footnote says what produced it.

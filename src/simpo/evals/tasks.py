@@ -12,9 +12,12 @@ unit a killed run resumes from), `score` turns outputs and judgments into the ta
 
 from __future__ import annotations
 
+import hashlib
+
 from . import arena_hard, benchmarks
+from .judges import SHOWN_ORDER
 from .loglik import mmlu_context, predict_letters
-from .winrate import length_controlled_win_rate, win_rate
+from .winrate import length_controlled_v1, length_controlled_win_rate, win_rate
 from .zeroeval import multiple_choice_prompt, open_question_prompt, score_choice, score_open, summarize, wording
 
 
@@ -37,41 +40,85 @@ class Task:
     def judge_shard(self, judge, items: list[dict], outputs: list[str]) -> list:
         return []
 
+    def judged_settings(self) -> dict:
+        """What else, besides the answers and the judge, decides the judgments (it joins the judged
+        folder's hash: a change asks the judge again)."""
+        return {}
+
+    def scoring_settings(self) -> dict:
+        """What else decides the score of the same judgments (kept in the result: a result scored
+        otherwise is scored again from the judgments, never read back stale)."""
+        return {}
+
     def score(self, items: list[dict], outputs: list[str], judgments: list, count_tokens) -> dict:
         """{"metrics": ..., "length_unit": ..., "notes": [...], "records": [one dict per item]}"""
         raise NotImplementedError
 
 
 class AlpacaEval(Task):
+    """AlpacaEval 2. `load` also reads alpaca_eval's df_gamed.csv when there is one (`--alpaca-eval-gamed`,
+    or the hub's with `--data hub`): `score` then computes the leaderboard's length_controlled_v1,
+    else length_controlled_minimal."""
+
     name, temperature, top_p, judged = "alpaca_eval", 0.5, 1.0, True
+    gamed = None  # (path, bytes, GamedAnnotations) of the df_gamed.csv of the last `load`
 
     def load(self, options):
-        return benchmarks.alpaca_eval(options.data)
+        label, items = benchmarks.alpaca_eval(options.data)
+        self.gamed = benchmarks.alpaca_eval_gamed(options.data, getattr(options, "alpaca_eval_gamed", None))
+        return label, items
 
     def prompt(self, item):
         return item["instruction"]
 
     def judge_shard(self, judge, items, outputs):
-        return judge.prefer([(item["instruction"], output, item["reference"]) for item, output in zip(items, outputs)])
+        # As alpaca_eval's pairwise annotator does, an output equal to the reference is a draw (1.5),
+        # never shown to the judge.
+        preferences = [1.5 if output == item["reference"] else None for item, output in zip(items, outputs)]
+        asked = [i for i, preference in enumerate(preferences) if preference is None]
+        if asked:
+            answers = judge.prefer([(items[i]["instruction"], outputs[i], items[i]["reference"]) for i in asked])
+            for i, preference in zip(asked, answers):
+                preferences[i] = preference
+        return preferences
+
+    def judged_settings(self):
+        return {"order": "alpaca_eval", "equal_outputs": 1.5}
+
+    def scoring_settings(self):
+        return {} if self.gamed is None else {"alpaca_eval_gamed": hashlib.sha256(self.gamed[1]).hexdigest()}
 
     def score(self, items, outputs, judgments, count_tokens):
         kept = [i for i, p in enumerate(judgments) if p is not None]
         preferences = [judgments[i] for i in kept]
         wr = win_rate(preferences)
-        notes = ["LC: the length_controlled_minimal GLM (the leaderboard's length_controlled_v1 also needs hub data)"]
+        if self.gamed is not None:
+            variant = "length_controlled_v1"
+            notes = [f"LC: length_controlled_v1, with the instruction difficulties and gamed baselines of {self.gamed[0]}"]
+        else:
+            variant = "length_controlled_minimal"
+            notes = ["LC: length_controlled_minimal (the leaderboard's length_controlled_v1 needs alpaca_eval's df_gamed.csv: "
+                     "--alpaca-eval-gamed PATH, or --data hub)"]
         try:
-            lc = length_controlled_win_rate(preferences, [len(outputs[i]) for i in kept],
-                                            [len(items[i]["reference"]) for i in kept])["length_controlled_winrate"]
+            if self.gamed is not None:
+                lc = length_controlled_v1(judgments, [len(output) for output in outputs], [len(item["reference"]) for item in items],
+                                          [item["id"] for item in items], self.gamed[2])["length_controlled_winrate"]
+            else:
+                lc = length_controlled_win_rate(preferences, [len(outputs[i]) for i in kept],
+                                                [len(items[i]["reference"]) for i in kept])["length_controlled_winrate"]
         except ValueError as err:  # too few or perfectly separated judgments: the GLM has no fit
             lc = None
             notes.append(f"LC not computed: {err}")
+        equal = sum(output == item["reference"] for item, output in zip(items, outputs))
+        if equal:
+            notes.append(f"{equal} outputs equal the reference: a draw (1.5) each, not judged")
         if len(kept) < len(items):
             notes.append(f"{len(items) - len(kept)} judgments failed and are left out")
         records = [{"id": item["id"], "instruction": item["instruction"], "output": output, "preference": preference}
                    for item, output, preference in zip(items, outputs, judgments)]
         metrics = {"lc": lc, "wr": wr["win_rate"], "wr_se": wr["standard_error"],
                    "length": sum(map(len, outputs)) / len(outputs)}
-        protocol = {"lc": "length_controlled_minimal", "order": "simpo's, by a hash of both outputs"}
+        protocol = {"lc": variant, "order": SHOWN_ORDER}
         return {"metrics": metrics, "length_unit": "characters", "notes": notes, "records": records, "protocol": protocol}
 
 

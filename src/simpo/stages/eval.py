@@ -6,7 +6,8 @@ For each model and benchmark, under `OUTPUT/NAME/BENCHMARK/`:
   settings never mix with these;
 - `judged-HASH/` (AlpacaEval, Arena-Hard): the judge's verdicts on those answers, in shards too,
   HASH adding the judge; `result.json` there is the finished result, and a rerun with the same
-  settings reads it instead of recomputing;
+  settings reads it instead of recomputing (one whose scoring alone differs, e.g. another
+  `--alpaca-eval-gamed` file, scores the same judgments again);
 - `result.json`: the newest finished result, which `evals.table` reads (schema there);
   `records.jsonl`: one line per item (the prompt text the model read, output, extracted answer or verdicts);
   AlpacaEval's `model_outputs.json` is in the format the official `alpaca_eval` tool reads.
@@ -66,6 +67,7 @@ class EvalOptions:
     max_new_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    alpaca_eval_gamed: str | None = None
 
 
 def _positive(text: str) -> int:
@@ -103,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=_positive, help="override every benchmark's token limit (default: the official 4096)")
     p.add_argument("--temperature", type=float, help="override every benchmark's temperature")
     p.add_argument("--top-p", type=float, help="override every benchmark's top_p")
+    p.add_argument("--alpaca-eval-gamed", metavar="PATH",
+                   help="alpaca_eval's df_gamed.csv (hub dataset tatsu-lab/alpaca_eval): AlpacaEval's LC is then the leaderboard's "
+                        "length_controlled_v1 (--data hub downloads it; default offline: length_controlled_minimal)")
     return p
 
 
@@ -123,7 +128,10 @@ def parse_options(tokens: list[str]) -> EvalOptions:
         raise RecipeError(f"--temperature must be >= 0, got {args.temperature}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise RecipeError(f"--top-p must be in (0, 1], got {args.top_p}")
-    return EvalOptions(models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
+    if args.alpaca_eval_gamed is not None and not Path(args.alpaca_eval_gamed).is_file():
+        raise RecipeError(f"--alpaca-eval-gamed {args.alpaca_eval_gamed}: no such file; give alpaca_eval's df_gamed.csv "
+                          "(from the hub dataset tatsu-lab/alpaca_eval)")
+    return EvalOptions(alpaca_eval_gamed=args.alpaca_eval_gamed, models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
                        judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
                        arena_hard_dir=args.arena_hard_dir, zeroeval_dir=args.zeroeval_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
                        dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
@@ -261,12 +269,14 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
     folder = options.output / run.name / task.name
     outputs, answered = run.answers(task, items, folder)
     judge_name = options.judge if task.judged else None
-    judged_settings = {**answered["settings"], "judge": judge_name}
+    judged_settings = {**answered["settings"], "judge": judge_name, **task.judged_settings()}
     if task.judged and options.judge_max_length:
         judged_settings["judge_max_length"] = options.judge_max_length
     judged = folder / f"judged-{_hash(judged_settings)}"
-    if (judged / "result.json").is_file():
-        result = json.loads((judged / "result.json").read_text())
+    scoring = task.scoring_settings()  # e.g. another df_gamed.csv: the same judgments, scored again
+    stored = json.loads((judged / "result.json").read_text()) if (judged / "result.json").is_file() else None
+    if stored is not None and stored.get("scoring", {}) == scoring:
+        result = stored
     else:
         start = time.perf_counter()
         judgments: list = []
@@ -293,6 +303,7 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
             **({"unfinished": "failed judgments: the same command asks them again"} if task.judged and not is_complete(judged) else {}),
             "seconds": {"generate": answered["seconds"], "judge": time.perf_counter() - start},
             "settings": answered["settings"] | {"items": len(items)},
+            **({"scoring": scoring} if scoring else {}),
         }
         if not task.judged or is_complete(judged):  # failed judgments are asked again, so their result is not final
             write_atomic(judged / "result.json", json.dumps(result, indent=2))
