@@ -77,3 +77,26 @@ def test_merged_model_equals_the_adapted_one_and_the_adapter_folder_loads_merged
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, merged(ids).logits, atol=1e-6, rtol=0)
     assert loaded.generation_config.eos_token_id == merged.generation_config.eos_token_id
+
+
+def test_a_full_disk_during_the_merge_leaves_no_folder(lora_run, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from transformers import PreTrainedTokenizerBase
+
+    _, _, out = lora_run
+    save = PreTrainedTokenizerBase.save_pretrained
+
+    def disk_full_midway(self, directory, *args, **kwargs):  # the real save, then the disk fills in tokenizer.json
+        save(self, directory, *args, **kwargs)
+        with open(os.path.join(directory, "tokenizer.json"), "r+b") as file:
+            file.truncate(100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
+        patch.setattr(PreTrainedTokenizerBase, "save_pretrained", disk_full_midway)
+        main(["merge", str(out), "--output", str(tmp_path / "merged")])
+    assert sorted(os.listdir(tmp_path)) == []  # neither the folder nor its partial copy
+    assert main(["merge", str(out), "--output", str(tmp_path / "merged")]) == 0
+    assert AutoTokenizer.from_pretrained(tmp_path / "merged").chat_template

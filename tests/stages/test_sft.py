@@ -1,8 +1,11 @@
 """`simpo sft` end to end on the bundled SmolLM2: a model folder that `simpo train` takes as its model."""
 
+import errno
 import json
 import math
+from pathlib import Path
 
+import pytest
 import yaml
 from helpers import REPO, write_jsonl
 
@@ -38,3 +41,36 @@ def test_sft_writes_a_model_that_simpo_train_takes(tmp_path, one_thread):
     assert main(["train", str(tmp_path / "train.yaml")]) == 0
     history = json.loads((tmp_path / "simpo" / "trainer_state.json").read_text())["log_history"]
     assert math.isfinite(next(entry["rewards/accuracies"] for entry in history if "rewards/accuracies" in entry))
+
+
+def _tiny_sft(tiny_model_dir, tmp_path, **extra) -> Path:
+    data = tmp_path / "talk"
+    write_jsonl(data / "train.jsonl", make_conversations(4, seed=5))
+    sft = {
+        "model_name_or_path": str(tiny_model_dir("llama")), "torch_dtype": "float32", "dataset_mixer": {str(data): 1.0},
+        "dataset_splits": ["train"], "max_seq_length": 64, "per_device_train_batch_size": 2, "max_steps": 2,
+        "learning_rate": 1e-3, "eval_strategy": "no", "save_strategy": "steps", "save_steps": 1, "report_to": "none",
+        "disable_tqdm": True, "output_dir": str(tmp_path / "sft"), **extra,
+    }
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump(sft))
+    return tmp_path / "sft.yaml"
+
+
+def test_a_save_cut_short_leaves_a_folder_no_command_takes_for_a_model(tiny_model_dir, tmp_path, one_thread, monkeypatch, capsys):
+    recipe = _tiny_sft(tiny_model_dir, tmp_path, save_strategy="no")
+    out = tmp_path / "sft"
+
+    def disk_full(*args, **kwargs):  # the model and tokenizer written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
+        patch.setattr("simpo.stages.sft.write_run_info", disk_full)
+        main(["sft", str(recipe)])
+    assert {"INCOMPLETE", "model.safetensors", "tokenizer.json"} <= {path.name for path in out.iterdir()}
+    capsys.readouterr()
+    assert main(["chat", str(out), "--prompt", "hi", "--max-new-tokens", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"simpo: error: {out} is not a whole model: simpo began saving it and never finished (its INCOMPLETE file is there: "
+        "a full disk or a kill during the save); run the command that made it again to save it whole, or use another model"]
+    assert main(["sft", str(recipe)]) == 0
+    assert "INCOMPLETE" not in {path.name for path in out.iterdir()}

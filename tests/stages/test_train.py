@@ -108,3 +108,42 @@ def test_cli_dpo_run_precomputes_train_and_eval_then_reuses_the_cache(tiny_model
     assert "train: reusing the cached reference log-probs of 8 pairs" in caplog.text
     assert "eval: reusing the cached reference log-probs of 4 pairs" in caplog.text
     assert len(os.listdir(cache_in_tmp)) == 2
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_full_disk_during_the_final_save_leaves_a_folder_no_command_takes_for_a_model(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from transformers import PreTrainedTokenizerBase
+
+    folder = tiny_model_dir("llama")
+    data = write_jsonl(tmp_path / "pairs" / "train.jsonl", make_rows(4, seed=5)).parent
+    out = tmp_path / "out"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(recipe_values(folder, data, out, max_steps=1)))
+    save = PreTrainedTokenizerBase.save_pretrained
+
+    def disk_full_midway(self, directory, *args, **kwargs):  # the real save, then the disk fills in tokenizer.json
+        save(self, directory, *args, **kwargs)
+        tokenizer_json = os.path.join(directory, "tokenizer.json")
+        with open(tokenizer_json, "r+b") as file:
+            file.truncate(os.path.getsize(tokenizer_json) // 2)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
+        patch.setattr(PreTrainedTokenizerBase, "save_pretrained", disk_full_midway)
+        main(["train", str(recipe)])
+    assert (out / "INCOMPLETE").is_file() and (out / "model.safetensors").is_file()
+    capsys.readouterr()
+    refusal = (f"simpo: error: {out} is not a whole model: simpo began saving it and never finished (its INCOMPLETE file is "
+               "there: a full disk or a kill during the save); run the command that made it again to save it whole, or use another model")
+    for command in (["chat", str(out), "--prompt", "hi", "--max-new-tokens", "2"], ["card", str(out)],
+                    ["train", str(recipe), "--model_name_or_path", str(out), "--output_dir", str(tmp_path / "again")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err.splitlines()[-1:] == [refusal], command
+    # The same command again saves it whole; it then loads.
+    assert main(["train", str(recipe)]) == 0
+    assert not (out / "INCOMPLETE").exists()
+    assert AutoTokenizer.from_pretrained(out).chat_template
+    capsys.readouterr()
+    assert main(["chat", str(out), "--prompt", "hi", "--max-new-tokens", "2", "--dtype", "float32"]) == 0

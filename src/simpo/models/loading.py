@@ -4,7 +4,8 @@ A LoRA adapter folder (`adapter_config.json`, what `use_peft: true` trains) is a
 model is: its base (`base_model_name_or_path`) loads, the adapter is merged into it in memory (as
 fast as a full model from then on), and the folder's own tokenizer and generation config are used
 when it has them. This module is the one place that does so; generation, evaluation, chat and
-`simpo merge` all load through `load_model`.
+`simpo merge` all load through `load_model`. A model folder whose save simpo began and never
+finished (`INCOMPLETE` in it, `training/run_folder.py`) is refused by every function here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..config.recipe import ModelConfig
 from ..config.recipe_kind import MODEL_FILES
 from ..errors import RecipeError
+from ..training.run_folder import check_whole
 from .bundled import BUNDLED, bundled_model_dir
 from .precision import DTYPES, resolve_dtype
 
@@ -23,7 +25,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 def resolve_model_path(name: str) -> str:
-    return str(bundled_model_dir(name)) if name in BUNDLED else name
+    """The folder or hub name to load; a model folder simpo began saving and never finished is refused."""
+    if name in BUNDLED:
+        return str(bundled_model_dir(name))
+    check_whole(name)
+    return name
 
 
 def adapter_base(name: str) -> str | None:
@@ -32,6 +38,7 @@ def adapter_base(name: str) -> str | None:
     path = Path(name).expanduser()
     if name in BUNDLED or not (path / ADAPTER_CONFIG).is_file():
         return None
+    check_whole(path)
     try:
         base = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
     except ValueError as err:

@@ -22,6 +22,7 @@ from ..errors import OptionParser, RecipeError, option_rows
 from ..evals.table import load_results
 from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
 from ..training.curves import FILENAME as CURVES
+from ..training.run_folder import check_whole
 from ..training.run_info import RUN_INFO
 from .pipeline_record import FILENAME as PIPELINE_RECORD
 from .pipeline_record import total_seconds
@@ -48,6 +49,8 @@ def locate_model(run_dir: Path) -> tuple[Path, Path | None]:
         return all(any((folder / file).is_file() for file in (MODEL_FILES if name == "config.json" else (name,)))
                    for name in TRAINING_FILES)
 
+    for folder in (run_dir / "model", run_dir):  # a save simpo never finished is said as such
+        check_whole(folder)
     if holds_run(run_dir / "model"):
         return run_dir / "model", run_dir
     if holds_run(run_dir):

@@ -4,9 +4,10 @@ RUN_DIR is a training `output_dir` trained with `use_peft: true` (or a pipeline 
 `model/` is one): its `adapter_config.json` names the base model. The base loads in float32, the
 adapter is merged into it (`merge_and_unload`), and the model is saved in the base's own dtype with
 the run's tokenizer and generation config (its stop tokens) to `--output` (default RUN_DIR/merged),
-written beside that name and renamed when whole. Every command that takes a model folder also takes
-the adapter folder itself (merged in memory as it loads); the merged folder is for what needs a full
-model: vLLM, other tools, publishing.
+written beside that name and renamed when whole (a save that fails, a full disk included, leaves
+neither). Every command that takes a model folder also takes the adapter folder itself (merged in
+memory as it loads); the merged folder is for what needs a full model: vLLM, other tools,
+publishing.
 """
 
 from __future__ import annotations
@@ -61,11 +62,14 @@ def merge_adapter(run_dir: str | Path, output: str | Path | None = None) -> Path
     model = load_model(config, "float32").to(dtype)  # merged in float32, saved in the base's dtype
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    if target.exists():
-        target.rmdir()  # an empty folder
-    partial.rename(target)
+    try:  # the folder appears whole or not at all: a save cut short (a full disk) leaves nothing behind
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        if target.exists():
+            target.rmdir()  # an empty folder
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     logger.info("merge: the adapter of %s merged into %s (%s), saved in %s", folder, base, str(dtype).removeprefix("torch."), target)
     return target
 

@@ -17,6 +17,7 @@ from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
 from ..training.checkpoints import resume_point
 from ..training.curves import write_curves
+from ..training.run_folder import saving_model
 from ..training.run_info import write_run_info
 from ..training.sft import SFTTrainer
 from .lock import folder_lock
@@ -55,11 +56,12 @@ def run_sft(recipe: SFTRecipe) -> dict[str, float]:
         # Stop at the end of an assistant turn when the saved model chats, not only at EOS.
         model.generation_config.eos_token_id = stop_token_ids(tokenizer)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        trainer.save_model(str(output_dir))
-        trainer.save_state()
-        if trainer.is_world_process_zero():
-            write_curves(output_dir)
-            write_run_info(output_dir, args, time.perf_counter() - start, list(recipe.data.dataset_mixer))
-            if after:
-                print(f"held-out assistant-token NLL: {after['eval_loss']:.4f} ({len(test_set)} rows)")
+        with saving_model(output_dir, trainer.is_world_process_zero()):  # a save cut short is never taken for a model
+            trainer.save_model(str(output_dir))
+            trainer.save_state()
+            if trainer.is_world_process_zero():
+                write_curves(output_dir)
+                write_run_info(output_dir, args, time.perf_counter() - start, list(recipe.data.dataset_mixer))
+        if after and trainer.is_world_process_zero():
+            print(f"held-out assistant-token NLL: {after['eval_loss']:.4f} ({len(test_set)} rows)")
     return after

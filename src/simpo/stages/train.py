@@ -19,7 +19,7 @@ from ..models.loading import load_model, load_tokenizer
 from ..models.lora import check_targets_before_loading
 from ..training.checkpoints import resume_point
 from ..training.curves import write_curves
-from ..training.run_folder import RECIPE_FILE, check_output_dir, move_aside
+from ..training.run_folder import RECIPE_FILE, check_output_dir, move_aside, saving_model
 from ..training.run_info import write_run_info
 from ..training.trainer import SimPOTrainer
 from .lock import LOCK_FILE, folder_lock
@@ -84,13 +84,14 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
         # Stop at the end of an assistant turn when the saved model chats, not only at EOS.
         model.generation_config.eos_token_id = stop_token_ids(tokenizer)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        trainer.save_model(str(output_dir))
-        if args.use_peft and trainer.is_world_process_zero():  # an adapter folder holds no generation config of its own
-            model.generation_config.save_pretrained(output_dir)
-        trainer.save_state()
-        if trainer.is_world_process_zero():  # the model card's records: curves, machine and wall time
-            write_curves(output_dir)
-            write_run_info(output_dir, args, time.perf_counter() - start, list(recipe.data.dataset_mixer))
+        with saving_model(output_dir, trainer.is_world_process_zero()):  # a save cut short is never taken for a model
+            trainer.save_model(str(output_dir))
+            if args.use_peft and trainer.is_world_process_zero():  # an adapter folder holds no generation config of its own
+                model.generation_config.save_pretrained(output_dir)
+            trainer.save_state()
+            if trainer.is_world_process_zero():  # the model card's records: curves, machine and wall time
+                write_curves(output_dir)
+                write_run_info(output_dir, args, time.perf_counter() - start, list(recipe.data.dataset_mixer))
         if evaluate and trainer.is_world_process_zero():
             print(summary_table(before, after, len(test_set)))
     return {"before": before, "after": after}

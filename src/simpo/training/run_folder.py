@@ -9,13 +9,21 @@ what is logged, saved or evaluated, where the run writes and how it resumes, or 
 much memory the same numbers are computed; they may differ. Every other key (the model, the data,
 the loss, the optimizer and its schedule, the steps, the batch sizes, precision, seeds, sharding)
 may not: checkpoints of two recipes are never mixed in one folder.
+
+The trained model is saved into the folder under `INCOMPLETE` (`saving_model`): the marker is written
+before the first file of the final save and removed after the last, so a save cut short (a full
+disk, a kill) leaves a folder that every command taking a model refuses in one line
+(`check_whole`); a folder without the marker (one simpo finished, or any model folder made
+elsewhere) loads as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,7 @@ from .losses import LOSSES
 logger = logging.getLogger("simpo")
 
 RECIPE_FILE = "recipe.yaml"
+INCOMPLETE = "INCOMPLETE"  # in a model folder while simpo saves the model into it
 
 MAY_DIFFER = frozenset({
     # where the run writes, and how it starts or resumes
@@ -142,3 +151,29 @@ def move_aside(output_dir, keep: tuple[str, ...] = ()) -> Path | None:
             entry.rename(aside / entry.name)
     logger.warning("overwrite_output_dir: moved the previous run in %s to %s (delete it to free its space)", folder, aside)
     return aside
+
+
+@contextlib.contextmanager
+def saving_model(output_dir, writer: bool = True) -> Iterator[None]:
+    """The final save of a run into `output_dir`, marked `INCOMPLETE` until every file is written
+    (`writer`: this process writes the marker; the other processes of a distributed run do not)."""
+    marker = Path(output_dir) / INCOMPLETE
+    if writer:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with open(marker, "w") as out:
+            out.write("simpo began saving the model into this folder and has not finished; until this file is gone, "
+                      "the folder is not a whole model\n")
+            out.flush()
+            os.fsync(out.fileno())
+    yield
+    if writer:
+        marker.unlink(missing_ok=True)
+
+
+def check_whole(folder) -> None:
+    """A `RecipeError` when `folder` is a model folder whose save simpo began and never finished."""
+    path = Path(folder).expanduser()
+    if (path / INCOMPLETE).is_file():
+        raise RecipeError(f"{path} is not a whole model: simpo began saving it and never finished (its {INCOMPLETE} file "
+                          "is there: a full disk or a kill during the save); run the command that made it again to save "
+                          "it whole, or use another model")
