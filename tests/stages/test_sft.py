@@ -74,3 +74,20 @@ def test_a_save_cut_short_leaves_a_folder_no_command_takes_for_a_model(tiny_mode
         "a full disk or a kill during the save); run the command that made it again to save it whole, or use another model"]
     assert main(["sft", str(recipe)]) == 0
     assert "INCOMPLETE" not in {path.name for path in out.iterdir()}
+
+
+def test_another_recipe_is_refused_in_a_finished_run_and_the_same_one_resumes(tiny_model_dir, tmp_path, one_thread, capsys, caplog):
+    recipe = _tiny_sft(tiny_model_dir, tmp_path)
+    out = tmp_path / "sft"
+    assert main(["sft", str(recipe)]) == 0
+    before = {str(path.relative_to(out)): path.stat().st_mtime_ns for path in out.rglob("*")}
+    capsys.readouterr()
+    assert main(["sft", str(recipe), "--learning_rate", "1e-4"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"simpo: error: output_dir {out} holds a run made with another recipe (learning_rate: 0.001 -> 0.0001); use another "
+        "output_dir, or delete this one (or move it away) to start over"]
+    assert {str(path.relative_to(out)): path.stat().st_mtime_ns for path in out.rglob("*")} == before
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["learning_rate"] == 1e-3
+    # Only logging differently, and overwrite_output_dir (which the official SFT recipes set): the same run, resumed.
+    assert main(["sft", str(recipe), "--logging_steps", "2", "--overwrite_output_dir", "true"]) == 0
+    assert f"resuming from {out / 'checkpoint-2'}" in caplog.text

@@ -10,14 +10,14 @@ from pathlib import Path
 import yaml
 
 from ..config.recipe import check_installed
-from ..config.sft import SFTRecipe
+from ..config.sft import SFT, SFTRecipe
 from ..data.chat import stop_token_ids
 from ..data.sft import ConversationEncoder, build_sft_datasets
 from ..errors import RecipeError
 from ..models.loading import load_model, load_tokenizer
 from ..training.checkpoints import resume_point
 from ..training.curves import write_curves
-from ..training.run_folder import saving_model
+from ..training.run_folder import RECIPE_FILE, check_output_dir, saving_model
 from ..training.run_info import write_run_info
 from ..training.sft import SFTTrainer
 from .lock import folder_lock
@@ -32,6 +32,8 @@ def run_sft(recipe: SFTRecipe) -> dict[str, float]:
     start = time.perf_counter()
     args = recipe.training
     check_installed(args)
+    # A run of another recipe in output_dir is refused before anything loads or is written.
+    check_output_dir(args.output_dir, recipe.raw, overwrite=False, kind=SFT)
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
     encoder = ConversationEncoder(tokenizer, args.max_seq_length, recipe.data.auto_insert_empty_system_msg, **args.packing_options())
@@ -47,7 +49,7 @@ def run_sft(recipe: SFTRecipe) -> dict[str, float]:
         output_dir = Path(args.output_dir)
         if trainer.is_world_process_zero():  # one process writes files
             output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
+            (output_dir / RECIPE_FILE).write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
 
         trainer.train(resume_from_checkpoint=resume_point(args))
         evaluate = test_set is not None and (args.do_eval or args.eval_strategy != "no")

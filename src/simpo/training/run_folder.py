@@ -8,7 +8,8 @@ out counting as its default (a loss key: its loss's default). The keys in `MAY_D
 what is logged, saved or evaluated, where the run writes and how it resumes, or how fast and in how
 much memory the same numbers are computed; they may differ. Every other key (the model, the data,
 the loss, the optimizer and its schedule, the steps, the batch sizes, precision, seeds, sharding)
-may not: checkpoints of two recipes are never mixed in one folder.
+may not: checkpoints of two recipes are never mixed in one folder. `simpo sft` compares its recipes
+the same way (with the SFT recipe's defaults).
 
 The trained model is saved into the folder under `INCOMPLETE` (`saving_model`): the marker is written
 before the first file of the final save and removed after the last, so a save cut short (a full
@@ -68,10 +69,10 @@ def holds_run(folder: Path) -> bool:
     return bool(checkpoint_folders(folder)) or (Path(folder) / "trainer_state.json").is_file()
 
 
-def _defaults() -> dict[str, Any]:
-    """Every training recipe key's default (a loss key's is its loss's, below)."""
+def _defaults(kind=TRAINING) -> dict[str, Any]:
+    """Every key's default in a recipe of `kind` (a loss key's is its loss's, below)."""
     defaults = {}
-    for cls in TRAINING.sections.values():
+    for cls in kind.sections.values():
         for field in dataclasses.fields(cls):
             if field.default is not dataclasses.MISSING:
                 defaults[field.name] = field.default
@@ -90,9 +91,10 @@ def _value(key: str, values: dict[str, Any], defaults: dict[str, Any]) -> Any:
     return defaults.get(key)
 
 
-def recipe_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, old value, new value) of each key that changes the result and differs, in the new recipe's order."""
-    defaults = _defaults()
+def recipe_differences(old: dict[str, Any], new: dict[str, Any], kind=TRAINING) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) of each key that changes the result and differs, in the new recipe's
+    order; `kind`: the kind of recipe both are (config.recipe.TRAINING, config.sft.SFT), for its defaults."""
+    defaults = _defaults(kind)
     keys = [key for key in new if key not in MAY_DIFFER] + [key for key in old if key not in new and key not in MAY_DIFFER]
     found = []
     for key in keys:
@@ -117,14 +119,20 @@ def aside_folder(folder) -> Path:
     return folder.parent / f"{folder.name}.previous-{number}"
 
 
-def check_output_dir(output_dir, recipe_values: dict[str, Any], overwrite: bool) -> None:
+def check_output_dir(output_dir, recipe_values: dict[str, Any], overwrite: bool, kind=TRAINING) -> None:
     """A `RecipeError` when `output_dir` holds a run made with another recipe (or one whose recipe
-    is unknown) and `overwrite` is not set. Reads only: call it before anything is written."""
+    is unknown) and `overwrite` is not set. Reads only: call it before anything is written.
+
+    `kind`: the recipe's kind; an SFT run (config.sft.SFT) takes no overwrite_output_dir (the
+    official SFT recipes set it, without effect), so the way out it is told is another folder."""
     folder = Path(output_dir)
     if overwrite or not holds_run(folder):
         return
-    how = (f"use another output_dir, or set overwrite_output_dir: true to start over "
-           f"(the old run is then moved to {aside_folder(folder)})")
+    if kind is TRAINING:
+        how = (f"use another output_dir, or set overwrite_output_dir: true to start over "
+               f"(the old run is then moved to {aside_folder(folder)})")
+    else:
+        how = "use another output_dir, or delete this one (or move it away) to start over"
     try:
         old = yaml.safe_load((folder / RECIPE_FILE).read_text())
     except (OSError, yaml.YAMLError):
@@ -132,7 +140,7 @@ def check_output_dir(output_dir, recipe_values: dict[str, Any], overwrite: bool)
     if not isinstance(old, dict):
         raise RecipeError(f"output_dir {folder} holds a run without a readable {RECIPE_FILE}, so whether it was made "
                           f"with this recipe cannot be told; {how}")
-    differences = recipe_differences(old, recipe_values)
+    differences = recipe_differences(old, recipe_values, kind)
     if differences:
         listed = ", ".join(f"{key}: {_show(before)} -> {_show(after)}" for key, before, after in differences)
         raise RecipeError(f"output_dir {folder} holds a run made with another recipe ({listed}); {how}")
