@@ -110,3 +110,11 @@ CASES += [
     Case("eval-names-dotdot", ("eval", "smollm2-135m-instruct", "--names", ".."), "row label"),
     Case("eval-model-path-dotdot", ("eval", "/"), "row label"),
 ]
+
+# Folders a command must not trust or overwrite: a README.md the user wrote (simpo card replaces only
+# its own), a model folder whose save simpo began and never finished (INCOMPLETE in it).
+TRAINING_RUN = {"run/recipe.yaml": recipe_text(TRAIN), "run/trainer_state.json": '{"log_history": []}', "run/config.json": "{}"}
+CASES += [
+    Case("card-readme-the-user-wrote", ("card", "run"), "run/README.md was not written by simpo card",
+         {**TRAINING_RUN, "run/README.md": "# My model\n\nNotes I wrote.\n"}),
+]

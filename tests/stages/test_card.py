@@ -139,3 +139,38 @@ def test_an_eval_folder_that_does_not_exist_is_an_error(pipeline_run, tmp_path):
     run, _ = pipeline_run
     with pytest.raises(RecipeError, match="holds no evaluation results"):
         write_card(run, eval_folder=tmp_path / "missing")
+
+
+def test_a_readme_the_user_wrote_is_never_replaced(pipeline_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from simpo.models.card import MARKER
+
+    run, _ = pipeline_run
+    output = tmp_path / "README.md"
+    assert main(["card", str(run), "--output", str(output)]) == 0
+    card = output.read_text()
+    assert MARKER in card and card.index(MARKER) > card.index("---\n", 4)  # after the front matter the hub reads
+    # A card simpo wrote is replaced.
+    output.write_text(card.replace("# run", "# an older card"))
+    assert main(["card", str(run), "--output", str(output)]) == 0
+    assert output.read_text() == card
+    # A README.md the user wrote, or a card whose marker line the user deleted to keep their edits: refused, untouched.
+    for mine in ("# My model\n\nNotes I wrote.\n", card.replace(MARKER + "\n", "")):
+        output.write_text(mine)
+        capsys.readouterr()
+        assert main(["card", str(run), "--output", str(output)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"simpo: error: {output} was not written by simpo card (it has no '<!-- written by simpo card' line), so it is left "
+            "as it is: move it away, or write the card elsewhere with --output"]
+        assert output.read_text() == mine
+    # A full disk while writing: the old card stays whole, no partial file is left.
+    output.write_text(card.replace("# run", "# an older card"))
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
+        patch.setattr("os.fsync", disk_full)
+        write_card(run, output=output)
+    assert output.read_text() == card.replace("# run", "# an older card") and sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]

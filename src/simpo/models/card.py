@@ -5,7 +5,8 @@
 what the model is and what it was trained on, how to run it with its real stop tokens, the
 hyperparameters from `recipe.yaml`, the machine and wall time the run recorded itself
 (`training/run_info.py`), the evaluation table of `evals.table`, the training curves, and the papers
-to cite.
+to cite. `MARKER`, a comment after the front matter, tells a card simpo wrote (which `simpo card`
+replaces) from a README.md the user wrote (which it never does).
 """
 
 from __future__ import annotations
@@ -270,8 +271,23 @@ def citations(facts: CardFacts) -> str:
     return "\n".join(lines + ["```bibtex", "\n\n".join(CITATIONS[key] for key in keys), "```"])
 
 
+# The line that marks a README.md as simpo's, which `simpo card` may replace: an HTML comment, which
+# the hub does not show. A README.md without it is the user's, never replaced.
+MARKER = "<!-- written by simpo card, which replaces this file when run again; delete this line to keep your edits -->"
+# The template cards a library writes beside the weights it saves, which are replaced as simpo's own:
+# peft's adapter card (the hub's default template) and the Trainer's automatic card.
+LIBRARY_CARDS = ("<!-- Provide a quick summary of what the model is/does. -->",
+                 "<!-- This model card has been generated automatically according to the information the Trainer had access to.")
+
+
+def replaceable(text: str) -> bool:
+    """Whether a README.md's text is a card `simpo card` may replace: it holds the marker, or it is a
+    library's template card. A card from before the marker is kept like the user's: the marker is the sign."""
+    return MARKER in text or any(mark in text for mark in LIBRARY_CARDS)
+
+
 def render_card(facts: CardFacts) -> str:
     """The whole README.md."""
-    sections = [front_matter(facts), description(facts), training_data(facts), usage(facts), training(facts),
+    sections = [front_matter(facts), MARKER, description(facts), training_data(facts), usage(facts), training(facts),
                 evaluation(facts), citations(facts)]
     return "\n\n".join(sections) + "\n"

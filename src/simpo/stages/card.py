@@ -4,7 +4,8 @@ RUN_DIR is a pipeline run folder (the model in `model/`, `simpo eval` results in
 `pipeline.json` with the stage seconds of every run, the stages' manifests saying how the pairs were
 made) or a training `output_dir` itself (`recipe.yaml`, `trainer_state.json`, `config.json`). This module reads
 the run; `models/card.py` writes the text. The card replaces `README.md` in one step (temporary file
-and rename), so a reader never sees half of it.
+and rename), so a reader never sees half of it, and only a README.md that simpo wrote (its marker
+line, `models.card.MARKER`): one the user wrote is refused in one line, left as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import yaml
 from ..config.recipe_kind import MODEL_FILES
 from ..errors import OptionParser, RecipeError, option_rows
 from ..evals.table import load_results
-from ..models.card import BUNDLED_ORIGINS, CardFacts, render_card
+from ..models.card import BUNDLED_ORIGINS, MARKER, CardFacts, render_card, replaceable
 from ..training.curves import FILENAME as CURVES
 from ..training.run_folder import check_whole
 from ..training.run_info import RUN_INFO
@@ -141,11 +142,27 @@ def gather_facts(run_dir: str | Path, eval_folder: str | Path | None = None, out
     )
 
 
+def check_replaceable(target: Path) -> None:
+    """A `RecipeError` unless `target` is free or a card simpo (or a library saving the weights) wrote
+    (models.card.replaceable): a README.md the user wrote is never replaced."""
+    if not target.exists() and not target.is_symlink():
+        return
+    try:
+        text = target.read_text(errors="replace") if target.is_file() else None
+    except OSError as err:
+        raise RecipeError(f"{target} cannot be read ({err.strerror}), so whether simpo wrote it cannot be told; it is left "
+                          "as it is: write the card elsewhere with --output") from None
+    if text is None or not replaceable(text):
+        raise RecipeError(f"{target} was not written by simpo card (it has no '{MARKER.split(',')[0]}' line), so it is left "
+                          "as it is: move it away, or write the card elsewhere with --output")
+
+
 def write_card(run_dir: str | Path, eval_folder: str | Path | None = None, output: str | Path | None = None) -> Path:
     """Write the model card of RUN_DIR (to `output`, else the model folder's README.md) and return its path."""
     output = Path(output) if output is not None else None
+    target = output or locate_model(Path(run_dir))[0] / "README.md"
+    check_replaceable(target)
     facts = gather_facts(run_dir, eval_folder, output)
-    target = output or Path(facts.model_path) / "README.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_if_changed(target, render_card(facts))
     return target
