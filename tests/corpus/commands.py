@@ -118,3 +118,16 @@ CASES += [
     Case("card-readme-the-user-wrote", ("card", "run"), "run/README.md was not written by simpo card",
          {**TRAINING_RUN, "run/README.md": "# My model\n\nNotes I wrote.\n"}),
 ]
+
+# overwrite_output_dir moves a run aside, never the current folder nor the user's own files with it.
+A_RUN = {"checkpoint-2/trainer_state.json": '{"global_step": 2}', "recipe.yaml": recipe_text(TRAIN)}
+CASES += [
+    Case("train-overwrite-the-current-folder", ("train", "recipe.yaml"),
+         "output_dir . is the current folder: overwrite_output_dir would move it aside with everything in it; give the run a "
+         "folder of its own", {**A_RUN, "recipe.yaml": recipe_text({**TRAIN, "output_dir": ".", "overwrite_output_dir": True}),
+                               "notes.txt": "my notes"}),
+    Case("train-overwrite-a-folder-with-notes", ("train", "recipe.yaml", "--overwrite_output_dir", "true"),
+         "output_dir out holds files that no training run writes (data/, notes.txt), which overwrite_output_dir would move aside",
+         {"recipe.yaml": recipe_text(TRAIN), **{f"out/{name}": text for name, text in A_RUN.items()},
+          "out/notes.txt": "my notes", "out/data/train.jsonl": "{}\n"}),
+]

@@ -81,3 +81,33 @@ def test_same_recipe_resumes_another_is_refused_and_overwrite_starts_over(tiny_m
     assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3, 4]
     assert all(entry["learning_rate"] == 0.001 for entry in state["log_history"] if "loss" in entry)
     assert sorted(path.name for path in out.iterdir() if path.name.startswith("checkpoint-")) == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_overwrite_never_moves_the_current_folder_a_folder_holding_it_or_files_no_run_writes(tmp_path, monkeypatch, capsys):
+    from simpo.models.card import MARKER
+    from simpo.training.run_folder import check_movable
+
+    project = tmp_path / "project"
+    (project / "checkpoint-2").mkdir(parents=True)
+    (project / "recipe.yaml").write_text(yaml.safe_dump({"learning_rate": 1e-3}))
+    (project / "work").mkdir()
+    (project / "work" / "recipe.yaml").write_text(yaml.safe_dump(recipe_values("smollm2-135m-instruct", "pairs", "..")))
+    before = _snapshot(project)
+    monkeypatch.chdir(project / "work")
+    assert main(["train", "recipe.yaml", "--overwrite_output_dir", "true"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"simpo: error: output_dir .. is a folder holding the current one ({project / 'work'}): overwrite_output_dir would "
+        "move it aside with everything in it; give the run a folder of its own (output_dir: NAME)"]
+    assert _snapshot(project) == before and not (tmp_path / "project.previous-1").exists()
+
+    # What a run writes (a README.md only when simpo card or a library wrote it) may move; anything else may not.
+    monkeypatch.chdir(tmp_path)
+    (project / "work" / "recipe.yaml").unlink()
+    (project / "work").rmdir()
+    for name in ("model.safetensors", "tokenizer.json", "run_info.json", "training_curves.png"):
+        (project / name).write_text("x")
+    (project / "README.md").write_text(f"---\nlicense: other\n---\n\n{MARKER}\n\n# project\n")
+    check_movable(project)
+    (project / "README.md").write_text("# My project\n")
+    with pytest.raises(RecipeError, match=r"holds files that no training run writes \(README.md\)"):
+        check_movable(project)

@@ -9,7 +9,9 @@ what is logged, saved or evaluated, where the run writes and how it resumes, or 
 much memory the same numbers are computed; they may differ. Every other key (the model, the data,
 the loss, the optimizer and its schedule, the steps, the batch sizes, precision, seeds, sharding)
 may not: checkpoints of two recipes are never mixed in one folder. `simpo sft` compares its recipes
-the same way (with the SFT recipe's defaults).
+the same way (with the SFT recipe's defaults). overwrite_output_dir never moves the current folder
+or one holding it, nor a folder holding files that no run writes (`RUN_FILES`): the user's recipe,
+data or notes stay where they are.
 
 The trained model is saved into the folder under `INCOMPLETE` (`saving_model`): the marker is written
 before the first file of the final save and removed after the last, so a save cut short (a full
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import logging
 import os
 from collections.abc import Iterator
@@ -126,7 +129,10 @@ def check_output_dir(output_dir, recipe_values: dict[str, Any], overwrite: bool,
     `kind`: the recipe's kind; an SFT run (config.sft.SFT) takes no overwrite_output_dir (the
     official SFT recipes set it, without effect), so the way out it is told is another folder."""
     folder = Path(output_dir)
-    if overwrite or not holds_run(folder):
+    if not holds_run(folder):
+        return
+    if overwrite:
+        check_movable(folder)
         return
     if kind is TRAINING:
         how = (f"use another output_dir, or set overwrite_output_dir: true to start over "
@@ -146,12 +152,59 @@ def check_output_dir(output_dir, recipe_values: dict[str, Any], overwrite: bool,
         raise RecipeError(f"output_dir {folder} holds a run made with another recipe ({listed}); {how}")
 
 
+# What a run leaves in its output_dir (transformers' and peft's saves, simpo's records, the folders
+# simpo's commands write there by default): overwrite_output_dir moves a folder that holds only these.
+RUN_FILES = (
+    "checkpoint-*", "runs", RECIPE_FILE, INCOMPLETE, "COMPLETE", ".simpo-lock", "*.partial", "trainer_state.json",
+    "training_args.bin", "all_results.json", "train_results.json", "eval_results.json", "run_info.json",
+    "training_curves.png", "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
+    "pytorch_model*.bin", "pytorch_model*.bin.index.json", "pytorch_model_fsdp*", "adapter_config.json",
+    "adapter_model.bin", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+    "chat_template.jinja", "chat_template.json", "merged", "benchmarks",
+)
+
+
+def _foreign(folder: Path) -> list[str]:
+    """The entries of `folder` that a run does not write (a README.md only when simpo card or a library wrote it)."""
+    from ..models.card import replaceable
+
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_FILES):
+            continue
+        if entry.name == "README.md" and entry.is_file():
+            with contextlib.suppress(OSError):
+                if replaceable(entry.read_text(errors="replace")):
+                    continue
+        found.append(entry.name + ("/" if entry.is_dir() else ""))
+    return found
+
+
+def check_movable(output_dir) -> None:
+    """A `RecipeError` unless overwrite_output_dir may move what `output_dir` holds aside: never the
+    current folder or one holding it, never a folder holding files a run does not write."""
+    folder = Path(output_dir)
+    resolved, here = folder.resolve(), Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        where = "the current folder" if resolved == here else f"a folder holding the current one ({here})"
+        raise RecipeError(f"output_dir {output_dir} is {where}: overwrite_output_dir would move it aside with everything "
+                          "in it; give the run a folder of its own (output_dir: NAME)")
+    foreign = _foreign(folder)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise RecipeError(f"output_dir {folder} holds files that no training run writes ({shown}), which "
+                          "overwrite_output_dir would move aside with the run; move them out, or give the run a folder "
+                          "of its own")
+
+
 def move_aside(output_dir, keep: tuple[str, ...] = ()) -> Path | None:
-    """Move everything in `output_dir` but `keep` into `aside_folder(output_dir)` when it holds a run;
-    the folder it went to (None: no run, nothing moved)."""
+    """Move everything in `output_dir` but `keep` into `aside_folder(output_dir)` when it holds a run
+    (`check_movable` first); the folder it went to (None: no run, nothing moved)."""
     folder = Path(output_dir)
     if not holds_run(folder):
         return None
+    check_movable(folder)
     aside = aside_folder(folder)
     aside.mkdir()
     for entry in sorted(folder.iterdir()):
