@@ -131,3 +131,16 @@ CASES += [
          {"recipe.yaml": recipe_text(TRAIN), **{f"out/{name}": text for name, text in A_RUN.items()},
           "out/notes.txt": "my notes", "out/data/train.jsonl": "{}\n"}),
 ]
+
+# A model folder whose save simpo began and never finished (a full disk, a kill): every command that
+# takes a model refuses it.
+NEVER_FINISHED = {"model/config.json": '{"model_type": "llama"}', "model/tokenizer.json": '{"version": "1.0", "trunc',
+                  "model/INCOMPLETE": "simpo began saving the model into this folder and has not finished\n"}
+CASES += [
+    Case("chat-model-save-never-finished", ("chat", "./model", "--prompt", "hi"), "model is not a whole model: simpo began "
+         "saving it and never finished", NEVER_FINISHED),
+    Case("card-model-save-never-finished", ("card", "run"), "run is not a whole model: simpo began saving it and never finished",
+         {**TRAINING_RUN, "run/INCOMPLETE": ""}),
+    Case("train-model-save-never-finished", ("train", "recipe.yaml"), "model is not a whole model: simpo began saving it",
+         {"recipe.yaml": recipe_text({**TRAIN, "model_name_or_path": "./model"}), **NEVER_FINISHED}),
+]

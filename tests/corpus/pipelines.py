@@ -3,6 +3,9 @@ each fails before the first sample is generated."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from . import REMOVE, pipeline_case
 
 NAN = float("nan")
@@ -64,4 +67,21 @@ CASES += [
     pipeline_case("eval-zeroeval-dir-missing", "eval.zeroeval_dir", {"eval.zeroeval_dir": "./no-zeroeval"}),
     pipeline_case("eval-gamed-missing", "eval.alpaca_eval_gamed", {"eval.alpaca_eval_gamed": "./df_gamed.csv"}),
     pipeline_case("eval-arena-hard-dir-a-file", "eval.arena_hard_dir", {"eval.arena_hard_dir": "q.jsonl"}, files={"q.jsonl": "{}"}),
+]
+
+# A complete generate stage whose shard was cut in half afterwards: annotate refuses it in one line
+# naming the shard, never a traceback deep in json. COMPLETE records each shard's size and SHA-256;
+# a COMPLETE written before it did (empty) leaves each line to be read as JSON.
+_SHARD = "".join(json.dumps({"prompt_id": str(i), "prompt": "What is 2 + 3?", "answer": 5, "row": i, "seeds": [1, 2],
+                             "all_generated_responses": ["5", "6"]}) + "\n" for i in range(2))
+_RECORD = json.dumps({"files": {"shard-00000.jsonl": {"bytes": len(_SHARD), "sha256": hashlib.sha256(_SHARD.encode()).hexdigest()}}})
+_GENERATIONS = {"gen/manifest.json": json.dumps({"stage": "generate", "total_rows": 2, "shard_size": 2}),
+                "gen/shard-00000.jsonl": _SHARD[: len(_SHARD) // 2]}
+CASES += [
+    pipeline_case("annotate-complete-shard-cut-in-half", f"gen/shard-00000.jsonl is not the file its stage wrote ({len(_SHARD) // 2} "
+                  f"bytes, {len(_SHARD)} when the stage finished): delete it and run its stage again",
+                  {"annotate.input": "gen"}, files={**_GENERATIONS, "gen/COMPLETE": _RECORD}, command="annotate"),
+    pipeline_case("annotate-old-complete-shard-cut-in-half", "gen/shard-00000.jsonl, line 2: not a whole JSON row, so the file "
+                  "is damaged", {"annotate.input": "gen"}, command="annotate",
+                  files={**_GENERATIONS, "gen/shard-00000.jsonl": _SHARD[: len(_SHARD) * 3 // 4], "gen/COMPLETE": ""}),
 ]

@@ -78,3 +78,11 @@ CASES = [
     sft_case("sft-chunk-negative", "logps_chunk_size must be >= 0", {"logps_chunk_size": -1}),
     sft_case("sft-override-word", "max_seq_length must be a whole number", args=("--max_seq_length", "long")),
 ]
+
+# A finished SFT run in out/ made with another learning rate: refused, as simpo train refuses.
+CASES += [
+    Case("sft-another-recipe-in-a-finished-run", ("sft", "recipe.yaml"),
+         "output_dir out holds a run made with another recipe (learning_rate: 0.001 -> ",
+         {"recipe.yaml": recipe_text(SFT), "talk.jsonl": jsonl(GOOD), "out/trainer_state.json": '{"global_step": 1}',
+          "out/recipe.yaml": recipe_text({**SFT, "learning_rate": 1.0e-3}), "out/model.safetensors": "weights"}),
+]
