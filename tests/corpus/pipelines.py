@@ -52,7 +52,8 @@ RM_CUSTOM_CODE = {
 }
 CASES += [
     *[pipeline_case(f"reward-trust-{word}", "trust_remote_code: true",
-                    {"annotate.rewards": [{"type": "reward_model", "model": "./rm", "trust_remote_code": word}]}, files=RM_CUSTOM_CODE)
+                    {"annotate.rewards": [{"type": "numeric_answer"}, {"type": "reward_model", "model": "./rm", "trust_remote_code": word}]},
+                    files=RM_CUSTOM_CODE)
       for word in ("false", "no", "off")],
     pipeline_case("reward-trust-word", "annotate.rewards[0].trust_remote_code",
                   {"annotate.rewards": [{"type": "reward_model", "model": "./rm", "trust_remote_code": "perhaps"}]}),
