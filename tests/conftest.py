@@ -1,5 +1,5 @@
 """Shared fixtures: the bundled SmolLM2 tokenizer, a Gemma-style tokenizer trained here, tiny
-random Llama and Gemma-2 models built from real `transformers` configs and saved as HF folders, one
+random Llama, Gemma-2 and Gemma-3 models built from real `transformers` configs and saved as HF folders, one
 torch thread, and a reference log-prob cache in the test's own folder. Helpers live in `helpers.py`."""
 
 from __future__ import annotations
@@ -77,16 +77,39 @@ def _tiny_gemma2(tokenizer):
     return Gemma2ForCausalLM(config)
 
 
+def _tiny_gemma3(tokenizer):
+    """Gemma-3's text model as Gemma-3-270M has it, in miniature: sliding-window layers (here a
+    window of 16, which the test sequences cross) beside a global one, each with its own rotary base,
+    query/key RMS norms, scaling by query_pre_attn_scalar (not head_dim), the embedding scaled by
+    sqrt(hidden), tied embeddings, no soft-caps."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=24,
+        sliding_window=16, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}},
+        max_position_embeddings=512, final_logit_softcapping=None, attn_logit_softcapping=None, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    config._attn_implementation = "eager"
+    return Gemma3ForCausalLM(config)
+
+
+TINY = {"llama": _tiny_llama, "gemma2": _tiny_gemma2, "gemma3": _tiny_gemma3}
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer, gemma_tokenizer):
-    """Factory: `tiny_model_dir("llama" | "gemma2")` is a saved model folder with its tokenizer."""
+    """Factory: `tiny_model_dir("llama" | "gemma2" | "gemma3")` is a saved model folder with its tokenizer."""
     built: dict[str, Path] = {}
 
     def build(kind: str) -> Path:
         if kind not in built:
             torch.manual_seed(0)
             tokenizer = smollm2_tokenizer if kind == "llama" else gemma_tokenizer
-            model = _tiny_llama(tokenizer) if kind == "llama" else _tiny_gemma2(tokenizer)
+            model = TINY[kind](tokenizer)
             folder = tmp_path_factory.mktemp(f"tiny-{kind}")
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)

@@ -76,11 +76,13 @@ def train_tiny(folder: Path, recipe) -> list[dict]:
     return [entry for entry in trainer.state.log_history if "rewards/accuracies" in entry]
 
 
-def load_causal_lm(folder, untie: bool = False):
-    """A model folder in fp32; `untie`: with a separate output head, as Llama-3-8B and Mistral have."""
+def load_causal_lm(folder, untie: bool = False, attention: str | None = None):
+    """A model folder in fp32; `untie`: with a separate output head, as Llama-3-8B and Mistral have;
+    `attention`: an attn_implementation other than the folder's default (Gemma-3's is SDPA)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    kwargs = {"attn_implementation": attention} if attention else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
     if untie:
         model.config.tie_word_embeddings = False
         model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone() + 0.01)

@@ -48,12 +48,13 @@ WEIGHTS = torch.tensor([0.7, -1.3, 0.4, 2.0, -0.5, 1.1, -0.9, 0.3])  # a generic
 LAYOUTS = {"padded": (False, False), "packed": (True, False), "shared": (True, True)}  # padding_free, share_prompt
 
 
-@pytest.mark.parametrize("kind,untie", [("llama", False), ("llama", True), ("gemma2", False)])
+@pytest.mark.parametrize("kind,untie,attention", [("llama", False, None), ("llama", True, None), ("gemma2", False, None),
+                                                  ("gemma3", False, None), ("gemma3", False, "eager")])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_chunked_and_packed_equal_full_logits(kind, untie, layout, tiny_model_dir):
+def test_chunked_and_packed_equal_full_logits(kind, untie, attention, layout, tiny_model_dir):
     folder = tiny_model_dir(kind)
     tokenizer, feats = pair_features(folder)
-    model = load_causal_lm(folder, untie)
+    model = load_causal_lm(folder, untie, attention)
     if kind == "gemma2":
         assert model.config.final_logit_softcapping == 30.0
     reference_sums, reference_counts, reference_logits = full_logits_logps(model, feats)
@@ -106,7 +107,7 @@ def test_frozen_and_wrapped_heads_equal_full_logits(head, tiny_model_dir):
         assert (got[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
 
 
-@pytest.mark.parametrize("kind", ["llama", "gemma2"])
+@pytest.mark.parametrize("kind", ["llama", "gemma2", "gemma3"])
 def test_chunked_head_under_bf16_autocast(kind, tiny_model_dir):
     """Under bf16 autocast the chunked head matches the full-logits path run under the same autocast,
     to bf16 precision, and keeps the fp32 weights' gradients in fp32."""
@@ -134,7 +135,7 @@ def encode_rows(tokenizer, rows):
     return [encoder.encode(read_pair(row, f"row {i}"), f"row {i}") for i, row in enumerate(rows)]
 
 
-@pytest.mark.parametrize("kind", ["llama", "gemma2"])
+@pytest.mark.parametrize("kind", ["llama", "gemma2", "gemma3"])
 def test_concatenated_forward_equals_separate_and_plain(kind, tiny_model_dir):
     folder = tiny_model_dir(kind)
     tokenizer = AutoTokenizer.from_pretrained(folder)
