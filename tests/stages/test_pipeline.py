@@ -105,10 +105,31 @@ def test_evaluation_accuracy_is_the_mean_score_of_the_greedy_held_out_answers(na
     assert (trained / "model.safetensors").is_file()
 
 
+def test_every_response_records_its_tokens_and_whether_it_hit_the_limit(pipeline_run):
+    from simpo.evals.signals import repeats_itself
+
+    generated = read_stage(pipeline_run.run / "generations")
+    flags = [(tokens, cut) for row in generated for tokens, cut in zip(row["response_tokens"], row["truncated"])]
+    assert len(flags) == 16 * len(SEEDS)
+    # max_new_tokens 8: a response that hit it has 8 tokens and no stop token; one that stopped, fewer than 8.
+    assert all((tokens == 8) if cut else (tokens < 8) for tokens, cut in flags)
+    stats = json.loads((pipeline_run.run / "pairs" / "stats.json").read_text())
+    assert stats["truncated"] == sum(cut for _, cut in flags) and stats["responses"] == len(flags)
+    for name in ("before", "after"):
+        answers = read_jsonl(pipeline_run.run / "eval" / f"{name}.jsonl")
+        assert [row["repeats"] for row in answers] == [repeats_itself(row["response"]) for row in answers]
+        summary = pipeline_run.result[name]
+        assert summary["repetitive"] == sum(row["repeats"] for row in answers) / 4
+        assert summary["truncated"] == sum(row["truncated"] for row in answers) / 4
+        assert summary["examples"] == [{"prompt": row["prompt"], "response": row["response"]} for row in answers[:3]]
+
+
 def test_the_summary_prints_both_evaluations(pipeline_run):
     before, after = pipeline_run.result["before"], pipeline_run.result["after"]
     assert "held-out prompts: 4 (greedy answers)" in pipeline_run.printed
     assert f"{'accuracy':<24}{before['accuracy']:>10.4f}{after['accuracy']:>10.4f}" in pipeline_run.printed
+    assert f"{'repeat themselves':<24}{before['repetitive']:>10.0%}{after['repetitive']:>10.0%}" in pipeline_run.printed
+    assert "example 3: " in pipeline_run.printed and "example 4: " not in pipeline_run.printed
 
 
 def test_the_model_card_benchmarks_of_both_models_end_the_run(pipeline_run):

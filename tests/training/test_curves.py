@@ -35,7 +35,8 @@ def test_a_training_run_writes_curves_of_what_it_logged(tiny_model_dir, tmp_path
     assert_png(out / "training_curves.png")
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
     series = extract_series(log)
-    for key in ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "learning_rate", "grad_norm"):
+    for key in ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "lengths/chosen", "lengths/rejected",
+                "learning_rate", "grad_norm"):
         logged = [(entry["step"], entry[key]) for entry in log if key in entry]
         assert [entry[0] for entry in logged] == [1, 2, 3, 4]
         assert list(zip(*series[key])) == logged

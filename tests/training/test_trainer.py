@@ -71,6 +71,27 @@ def test_bf16_training_runs_the_chunked_head_under_autocast_too(tiny_model_dir, 
     assert logged["logps/rejected"] == pytest.approx(means[True][1].item(), abs=1e-6)
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_logged_lengths_are_the_response_token_counts(tiny_model_dir, tmp_path):
+    """`lengths/chosen|rejected`: the mean response tokens of the step's pairs, each counted here by
+    rendering the conversation and its prompt with the chat template (the end-of-turn token included)."""
+    folder = tiny_model_dir("llama")
+    rows = make_rows(4, seed=13)
+    write_jsonl(tmp_path / "pairs" / "train.jsonl", rows)
+    logged = train_tiny(folder, tiny_recipe(folder, tmp_path / "pairs", tmp_path / "out", learning_rate=0.0, max_steps=1))[0]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    def tokens(messages):
+        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        whole = tokenizer.apply_chat_template(messages, tokenize=False)
+        return len(tokenizer(whole, add_special_tokens=False)["input_ids"]) - len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    for side in ("chosen", "rejected"):
+        counts = [tokens(row[side]) for row in rows]
+        assert len(set(counts)) > 1  # the mean is of different lengths
+        assert logged[f"lengths/{side}"] == pytest.approx(sum(counts) / 4, abs=1e-9)
+
+
 def test_real_smollm2_logged_logps_match_plain_transformers(smollm2_dir, tmp_path):
     rows = make_rows(4, seed=21)
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)

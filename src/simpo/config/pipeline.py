@@ -136,6 +136,7 @@ class BinarizeConfig:
     test_size: float = recipe_key(0.05, "Held-out pairs: a fraction of the prompts (below 1) or a count; 0 writes no test split")
     min_score_gap: float = recipe_key(0.0, "Drop prompts whose best and worst scores differ by less")
     seed: int = recipe_key(42, "Seed of the train/test split")
+    drop_truncated: bool = recipe_key(False, "Leave out responses that hit generate.max_new_tokens without a stop token before pairing (the official pipeline keeps them)")
     output: str = recipe_key("", "Output folder (train.jsonl, test.jsonl); unset: RUN_DIR/pairs")
 
     def validate(self) -> None:

@@ -7,6 +7,9 @@ for one response per prompt, and `sample_shards(shards, seeds, ...)` for one per
   the same settings give the same text on the same machine, whichever prompts shared its batch;
 - `vllm`: one request per prompt with `SamplingParams(seed=s)`, as the official scripts do.
 
+Each response is a `Response`: its text (a `str`), with the number of tokens generated (the stop
+token aside) and whether it hit `max_new_tokens` without a stop token (`truncated`).
+
 A LoRA adapter folder is loaded by `transformers` with the adapter merged in (`models.loading`);
 vLLM takes full model folders only, so `backend: vllm` refuses an adapter folder (`simpo merge`
 writes the full model) and `auto` picks `transformers` for one.
@@ -31,6 +34,19 @@ from .sampling import Sampler
 logger = logging.getLogger("simpo")
 
 
+class Response(str):
+    """A response's text, with its token count (the stop token aside) and whether it ended at
+    `max_new_tokens` without a stop token."""
+
+    tokens: int
+    truncated: bool
+
+    def __new__(cls, text: str, tokens: int, truncated: bool) -> Response:
+        response = super().__new__(cls, text)
+        response.tokens, response.truncated = tokens, truncated
+        return response
+
+
 def stream_seed(seed: int, prompt: list[int], sample: int = 0) -> int:
     """The random stream of one sample: from the seed, the prompt's tokens and the sample's number."""
     return int(hashlib.sha256(json.dumps([seed, sample, prompt]).encode()).hexdigest()[:15], 16)
@@ -44,8 +60,10 @@ class TransformersBackend:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         return Engine(self.model, Sampler(temperature, top_p), self.stop_ids, pad, max_new_tokens, self.batch_size * copies)
 
-    def _text(self, new: list[int]) -> str:
-        return self.tokenizer.decode(new[:-1] if new and new[-1] in self.stop_ids else new, skip_special_tokens=True).strip()
+    def _text(self, new: list[int]) -> Response:
+        stopped = bool(new) and new[-1] in self.stop_ids  # else the row ended at max_new_tokens
+        tokens = new[:-1] if stopped else new
+        return Response(self.tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens), not stopped)
 
     def generate(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float, max_new_tokens: int,
                  copies: int = 1) -> tuple[list[str], int]:
@@ -99,7 +117,12 @@ class VLLMBackend:
             seed=seed, stop_token_ids=self.stop_ids, skip_special_tokens=True,
         )
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
-        return [out.outputs[0].text.strip() for out in outputs], sum(len(out.outputs[0].token_ids) for out in outputs)
+        texts = []
+        for out in outputs:
+            ids = list(out.outputs[0].token_ids)
+            stopped = bool(ids) and ids[-1] in self.stop_ids
+            texts.append(Response(out.outputs[0].text.strip(), len(ids) - stopped, out.outputs[0].finish_reason == "length"))
+        return texts, sum(len(out.outputs[0].token_ids) for out in outputs)
 
     def sample_shards(self, shards: list[list[list[int]]], seeds: list[int], temperature: float, top_p: float,
                       max_new_tokens: int) -> Iterator[tuple[int, list[list[str]], int]]:

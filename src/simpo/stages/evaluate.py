@@ -1,8 +1,11 @@
 """Held-out accuracy on verifiable prompts: greedy answers scored by the programmatic rewards.
 
-Each evaluated model writes `NAME.jsonl` (prompt, reference, response, score per row) and
-`NAME.json` (the summary: accuracy = the mean programmatic score, mean response length in tokens)
-into the evaluation folder; a summary already there is read back instead of recomputed.
+Each evaluated model writes `NAME.jsonl` (prompt, reference, response, score, whether it hit the
+token limit (`truncated`) and whether it repeats itself (`repeats`, `evals.signals`) per row) and
+`NAME.json` (the summary: accuracy = the mean programmatic score, mean response length in tokens,
+the shares of answers that repeat themselves and that hit the token limit, the first three answers
+as `examples`) into the evaluation folder; a summary already there is read back instead of
+recomputed (one written before the repetition share existed is completed from its answers).
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from pathlib import Path
 from ..config.pipeline import EvaluateConfig
 from ..config.recipe import ModelConfig
 from ..errors import RecipeError
+from ..evals.signals import answer_signals, repeats_itself
 from ..generation.backends import open_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer, check_lengths, read_prompts
 from ..models.loading import load_tokenizer
 from ..rewards.programmatic import check_references
 from ..rewards.scorer import Scorer
 from .lock import folder_lock
-from .shards import claim, fingerprint, write_atomic
+from .shards import claim, fingerprint, read_jsonl, write_atomic
 
 logger = logging.getLogger("simpo")
+
+EXAMPLES = 3  # answers kept in the summary, for the pipeline's before/after
 
 
 def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: list[dict], name: str) -> dict:
@@ -46,18 +52,33 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
             summary = json.loads(summary_path.read_text())
             if summary["model"] != model_config.model_name_or_path:
                 raise RecipeError(f"{summary_path} evaluated {summary['model']}, not {model_config.model_name_or_path}: delete it to evaluate again")
-            return summary
+            return _with_signals(summary, folder / f"{name}.jsonl")
         backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
         texts, _ = backend.generate(prompt_ids, None, 0.0, 1.0, config.max_new_tokens)  # greedy
-        scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [t]} for r, t in zip(records, texts)], None)
+        scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [str(t)]} for r, t in zip(records, texts)], None)
         lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
-        write_atomic(folder / f"{name}.jsonl", "".join(
-            json.dumps({**record, "response": text, "score": score[0]}) + "\n" for record, text, score in zip(records, texts, scores)
-        ))
+        truncated = [getattr(text, "truncated", None) for text in texts]
+        answers = [{**record, "response": str(text), "score": score[0], "truncated": cut, "repeats": repeats_itself(text)}
+                   for record, text, score, cut in zip(records, texts, scores, truncated)]
+        write_atomic(folder / f"{name}.jsonl", "".join(json.dumps(answer) + "\n" for answer in answers))
+        signals = answer_signals(texts, lengths, None if None in truncated else truncated)
         summary = {
             "model": model_config.model_name_or_path, "prompts": len(rows), "skipped": sum(skipped.values()),
-            "accuracy": sum(score[0] for score in scores) / len(scores), "mean_length_tokens": sum(lengths) / len(lengths),
+            "accuracy": sum(score[0] for score in scores) / len(scores), **signals,
+            "examples": [{"prompt": answer["prompt"], "response": answer["response"]} for answer in answers[:EXAMPLES]],
         }
         write_atomic(summary_path, json.dumps(summary, indent=2))
-        logger.info("evaluate %s: accuracy %.4f on %d prompts", name, summary["accuracy"], len(rows))
+        logger.info("evaluate %s: accuracy %.4f on %d prompts; %.0f%% repeat themselves, mean length %.1f tokens", name,
+                    summary["accuracy"], len(rows), 100 * summary["repetitive"], summary["mean_length_tokens"])
     return summary
+
+
+def _with_signals(summary: dict, answers_path: Path) -> dict:
+    """A summary written before it held the repetition share and the examples, completed from its
+    answers (the file is left as it is)."""
+    if "repetitive" in summary or not answers_path.is_file():
+        return summary
+    answers = list(read_jsonl(answers_path))
+    texts = [answer["response"] for answer in answers]
+    return {**summary, "repetitive": sum(map(repeats_itself, texts)) / max(len(texts), 1), "truncated": None,
+            "examples": [{"prompt": answer["prompt"], "response": answer["response"]} for answer in answers[:EXAMPLES]]}

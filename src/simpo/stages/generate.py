@@ -7,7 +7,9 @@ last prompt finishes; each sample draws from a stream seeded by its seed and its
 machine; under `vllm` each request gets its seed, as the official scripts do. Sampling follows the official settings (temperature, top_p; no top-k).
 
 Output rows: `prompt_id`, `prompt` (as given), `all_generated_responses` (one per seed),
-`seeds`, `row` (the input row number), and the input row's other fields (e.g. `answer`).
+`response_tokens` (each response's token count, its stop token aside), `truncated` (whether each
+response hit `max_new_tokens` without a stop token; folders written before these two were recorded
+lack them), `seeds`, `row` (the input row number), and the input row's other fields (e.g. `answer`).
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def run_generate(model_config, config: GenerateConfig, check=None) -> str:
                 numbers = shards[position]
                 tokens += count
                 output.write(pending[position], [
-                    {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": responses[j],
+                    {"prompt_id": rows[i].prompt_id, "prompt": rows[i].prompt, "all_generated_responses": [str(text) for text in responses[j]],
+                     "response_tokens": [text.tokens for text in responses[j]], "truncated": [text.truncated for text in responses[j]],
                      "seeds": config.seeds, "row": rows[i].row, **rows[i].extra}
                     for j, i in enumerate(numbers)
                 ])

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..config.pipeline import Pipeline
 from ..data.sources import load_split
 from ..errors import RecipeError
+from ..evals.signals import collapse
 from ..generation.prompts import read_prompts
 from ..rewards.programmatic import check_references
 from ..rewards.reward_model import check_reward_model
@@ -117,6 +118,23 @@ def _benchmarks(pipeline: Pipeline, trained: str) -> str:
     return run_eval(options)
 
 
+def _share(value) -> str:
+    return f"{value:>10.0%}" if value is not None else f"{'?':>10}"
+
+
+def _examples(before: dict, after: dict) -> list[str]:
+    """The first held-out answers of both models, one line each, cut to 160 characters."""
+    def line(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= 160 else text[:157] + "..."
+
+    lines = []
+    for number, (old, new) in enumerate(zip(before.get("examples", []), after.get("examples", [])), start=1):
+        prompt = old["prompt"] if isinstance(old["prompt"], str) else old["prompt"][-1]["content"]
+        lines += [f"example {number}: {line(prompt)}", f"  before: {line(old['response'])}", f"  after:  {line(new['response'])}"]
+    return lines
+
+
 def summary(results: dict, seconds: dict[str, float], record: Path) -> str:
     before, after = results["before"], results["after"]
     lines = [
@@ -124,7 +142,13 @@ def summary(results: dict, seconds: dict[str, float], record: Path) -> str:
         f"{'':<24}{'before':>10}{'after':>10}",
         f"{'accuracy':<24}{before['accuracy']:>10.4f}{after['accuracy']:>10.4f}",
         f"{'mean length (tokens)':<24}{before['mean_length_tokens']:>10.1f}{after['mean_length_tokens']:>10.1f}",
+        f"{'repeat themselves':<24}{_share(before.get('repetitive'))}{_share(after.get('repetitive'))}",
+        f"{'hit the token limit':<24}{_share(before.get('truncated'))}{_share(after.get('truncated'))}",
+        *_examples(before, after),
         "stage seconds of this run: " + ", ".join(f"{name} {s:.0f}" for name, s in seconds.items()),
         f"(every run of this folder, with its stage seconds, is in {record})",
     ]
+    warning = collapse(before, after)
+    if warning:
+        lines.append(warning)
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """Training curves: `training_curves.png` beside `trainer_state.json`, drawn from its `log_history`.
 
 One panel per quantity against the optimizer step: the loss, the reward accuracy and margin, the
-chosen and rejected log-probs (the per-token means A(y) the loss compares), the learning rate and
-the gradient norm. Training entries are lines; evaluation entries (`eval_` keys, the step-0
+chosen and rejected log-probs (the per-token means A(y) the loss compares), the chosen and rejected
+response lengths in tokens, the learning rate and the gradient norm. Training entries are lines; evaluation entries (`eval_` keys, the step-0
 evaluation included) are points on the same panels. A quantity the run did not log leaves its panel
 saying so. Drawn with matplotlib's Agg canvas, so no display is needed.
 """
@@ -23,6 +23,7 @@ PANELS = (
     ("reward accuracy (rewards/accuracies)", ("rewards/accuracies",)),
     ("reward margin (rewards/margins)", ("rewards/margins",)),
     ("log-probs, per-token mean", ("logps/chosen", "logps/rejected")),
+    ("response length, tokens", ("lengths/chosen", "lengths/rejected")),
     ("learning rate", ("learning_rate",)),
     ("gradient norm", ("grad_norm",)),
 )
@@ -53,8 +54,9 @@ def _draw(series: dict[str, tuple[list[int], list[float]]], title: str):
 
     figure = Figure(figsize=(13, 7.5), layout="constrained")
     figure.suptitle(title)
-    axes = figure.subplots(2, 3).ravel()
-    colors = {"logps/chosen": "tab:green", "logps/rejected": "tab:red"}
+    axes = figure.subplots(2, 4).ravel()
+    axes[-1].set_visible(False)  # seven panels
+    colors = {"logps/chosen": "tab:green", "logps/rejected": "tab:red", "lengths/chosen": "tab:green", "lengths/rejected": "tab:red"}
     for ax, (name, keys) in zip(axes, PANELS):
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")

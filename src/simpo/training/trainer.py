@@ -4,7 +4,7 @@ One forward pass per micro-batch covers the chosen and the rejected responses to
 collator stacks them); `losses.preference_loss` turns the per-sequence log-probs into the loss of
 `args.loss_type` and its metrics (`rewards/*` with the method's own implicit reward, `logps/*`,
 `logits/*`),
-averaged over every pair on every process and prefixed with `eval_` under evaluation.
+`lengths/chosen|rejected` (response tokens), averaged over every pair on every process and prefixed with `eval_` under evaluation.
 
 Losses with a reference model (dpo, ipo, kto_pair, rdpo) get the reference log-probs either
 precomputed once for the train and eval sets before training (`precompute_ref_logps: true`, the
@@ -127,7 +127,10 @@ class SimPOTrainer(Trainer):
         # The official trainers' `logits/chosen|rejected`, here the mean logit over each response's positions.
         mean_logits = scores.logit_sums / scores.counts
         pairs = mean_logits.shape[0] // 2
-        return loss, {**metrics, "logits/chosen": mean_logits[:pairs], "logits/rejected": mean_logits[pairs:]}
+        # Response tokens the loss sees (after truncation): length exploitation shows as chosen outgrowing rejected.
+        lengths = scores.counts.float()
+        return loss, {**metrics, "logits/chosen": mean_logits[:pairs], "logits/rejected": mean_logits[pairs:],
+                      "lengths/chosen": lengths[:pairs], "lengths/rejected": lengths[pairs:]}
 
     @torch.no_grad()
     def _live_reference_logps(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
