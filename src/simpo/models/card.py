@@ -23,7 +23,7 @@ from ..training.run_info import TRAINING_KEYS
 
 # A bundled alias: the hub model it was converted from, and that model's license (the GGUF's
 # `general.license`).
-BUNDLED_ORIGINS = {"smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
+BUNDLED_ORIGINS = {"smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"), "gemma3-270m": ("google/gemma-3-270m", "gemma")}
 METHODS = {
     "simpo": "SimPO", "sigmoid": "SimPO", "hinge": "SimPO (hinge loss)", "dpo": "DPO", "ipo": "IPO", "cpo": "CPO",
     "kto_pair": "KTO (paired)", "orpo": "ORPO", "rdpo": "R-DPO", "rrhf": "RRHF", "slic_hf": "SLiC-HF",
