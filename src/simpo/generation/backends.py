@@ -5,7 +5,8 @@ for one response per prompt, and `sample_shards(shards, seeds, ...)` for one per
   prefill, finished rows leave the batch and waiting prompts take their places, across shards;
   every sample draws from its own random stream, seeded from its seed and its prompt's tokens, so
   the same settings give the same text on the same machine, whichever prompts shared its batch;
-- `vllm`: one request per prompt with `SamplingParams(seed=s)`, as the official scripts do.
+- `vllm` (`generation.vllm_backend`): one request per prompt and seed with `SamplingParams(seed=s)`,
+  as the official scripts do; on vLLM's CPU build too (chunked prefill off there).
 
 Each response is a `Response`: its text (a `str`), with the number of tokens generated (the stop
 token aside) and whether it hit `max_new_tokens` without a stop token (`truncated`).
@@ -102,46 +103,12 @@ class TransformersBackend:
                 yield number, results[number], tokens[number]
 
 
-class VLLMBackend:
-    def __init__(self, model_path: str, dtype: str | None, trust_remote_code: bool, stop_ids: list[int]):
-        from vllm import LLM
-
-        self.llm = LLM(model=model_path, dtype=dtype or "auto", trust_remote_code=trust_remote_code)
-        self.stop_ids = stop_ids
-
-    def generate(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float, max_new_tokens: int):
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            temperature=temperature, top_p=top_p if temperature > 0 else 1.0, max_tokens=max_new_tokens,
-            seed=seed, stop_token_ids=self.stop_ids, skip_special_tokens=True,
-        )
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
-        texts = []
-        for out in outputs:
-            ids = list(out.outputs[0].token_ids)
-            stopped = bool(ids) and ids[-1] in self.stop_ids
-            texts.append(Response(out.outputs[0].text.strip(), len(ids) - stopped, out.outputs[0].finish_reason == "length"))
-        return texts, sum(len(out.outputs[0].token_ids) for out in outputs)
-
-    def sample_shards(self, shards: list[list[list[int]]], seeds: list[int], temperature: float, top_p: float,
-                      max_new_tokens: int) -> Iterator[tuple[int, list[list[str]], int]]:
-        """(shard number, one response per prompt and seed ([prompt][seed]), tokens generated) per
-        shard: each request seeded with its seed, as the official scripts do."""
-        for number, prompts in enumerate(shards):
-            per_seed, tokens = [], 0
-            for seed in seeds:
-                texts, count = self.generate(prompts, seed, temperature, top_p, max_new_tokens)
-                per_seed.append(texts)
-                tokens += count
-            yield number, [list(row) for row in zip(*per_seed)], tokens
-
-
 def pick_backend(name: str, model: str | None = None) -> str:
     """The backend `name` (auto: vllm on a GPU where it is installed) stands for, for the model `model`."""
     has_vllm = importlib.util.find_spec("vllm") is not None
     if name == "vllm" and not has_vllm:
-        raise RecipeError("generate.backend vllm needs the vllm package (pip install vllm, on a GPU machine); or use transformers")
+        raise RecipeError("generate.backend vllm needs the vllm package: `make vllm` makes .venv-vllm with its CPU build, "
+                          "docs/pipeline.md#vllm says how on a GPU; or use transformers")
     if model is not None and adapter_base(model):
         if name == "vllm":
             raise RecipeError(f"the vllm backend takes full model folders, and {model} holds a LoRA adapter: "
@@ -164,7 +131,9 @@ def open_backend(name: str, model_config, tokenizer, stop_ids: list[int], batch_
     name, see `sampling_dtype`) when given, else the recipe's torch_dtype under transformers and
     the checkpoint's under vLLM."""
     if pick_backend(name, model_config.model_name_or_path) == "vllm":
-        return VLLMBackend(resolve_model_path(model_config.model_name_or_path), dtype, model_config.trust_remote_code, stop_ids)
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(resolve_model_path(model_config.model_name_or_path), tokenizer, dtype, model_config.trust_remote_code, stop_ids)
     model = load_model(model_config, dtype)
     if torch.cuda.is_available():
         model = model.to("cuda")

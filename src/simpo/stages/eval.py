@@ -33,7 +33,7 @@ from ..evals.benchmarks import subset
 from ..evals.protocol import decoding_text, differences
 from ..evals.table import BENCHMARKS, load_results, markdown_table
 from ..evals.tasks import task_for
-from ..generation.backends import open_backend, sampling_dtype
+from ..generation.backends import open_backend, pick_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer
 from ..models.bundled import BUNDLED
 from ..models.loading import load_model, load_model_config, load_tokenizer, resolve_model_path
@@ -68,6 +68,7 @@ class EvalOptions:
     temperature: float | None = None
     top_p: float | None = None
     alpaca_eval_gamed: str | None = None
+    backend: str = "auto"
 
 
 def _positive(text: str) -> int:
@@ -100,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gsm-seed", type=int, default=42, help="seed of the offline GSM-Symbolic problems")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (AlpacaEval samples)")
     p.add_argument("--batch-size", type=_positive, default=16, help="prompts decoded together")
+    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto",
+                   help="the answers' sampling engine, as generate.backend (default %(default)s: vllm on a GPU where it is installed)")
     p.add_argument("--shard-size", type=_positive, default=32, help="items per shard written: the most work a kill can lose")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"), help="weights dtype while decoding")
     p.add_argument("--max-new-tokens", type=_positive, help="override every benchmark's token limit (default: the official 4096)")
@@ -134,7 +137,8 @@ def parse_options(tokens: list[str]) -> EvalOptions:
     return EvalOptions(alpaca_eval_gamed=args.alpaca_eval_gamed, models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
                        judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
                        arena_hard_dir=args.arena_hard_dir, zeroeval_dir=args.zeroeval_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
-                       dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+                       dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                       backend=args.backend)
 
 
 def _default_name(model: str) -> str:
@@ -175,6 +179,7 @@ class ModelRun:
                               "config.json and tokenizer files, a hub name, or the bundled alias smollm2-135m-instruct") from None
         self.renderer = PromptRenderer(self.tokenizer)
         self.dtype = sampling_dtype(options.dtype, "--dtype")
+        self.backend_name = pick_backend(options.backend, model)
         self.backend = self.scorer = None
         self.context = getattr(load_model_config(self.config), "max_position_embeddings", None)
 
@@ -187,6 +192,8 @@ class ModelRun:
         settings = {"model": self.model, "benchmark": task.name, "mode": task.mode, "items": [item["id"] for item in items],
                     "prompts": _hash({"ids": prompts}), "seed": self.options.seed, "dtype": self.dtype,
                     "shard_size": self.options.shard_size, **decoding}
+        if self.backend_name == "vllm":  # the transformers backend's answer folders keep the names they had before vllm ran here
+            settings["backend"] = "vllm"
         output = ShardedOutput(folder / f"answers-{_hash(settings)}", settings, len(items), self.options.shard_size)
         start = time.perf_counter()
         for index in output.pending():
@@ -199,7 +206,7 @@ class ModelRun:
                 texts.update(zip(todo, task.predict(self.scorer, self.tokenizer, [items[i] for i in todo], self.options.batch_size)))
             elif todo:
                 if self.backend is None:
-                    self.backend = open_backend("auto", self.config, self.tokenizer, self.renderer.stop_ids, self.options.batch_size, self.dtype)
+                    self.backend = open_backend(self.backend_name, self.config, self.tokenizer, self.renderer.stop_ids, self.options.batch_size, self.dtype)
                 seed = None if decoding["temperature"] == 0 else self.options.seed + index * 1000
                 generated, _ = self.backend.generate([prompts[i] for i in todo], seed, decoding["temperature"], decoding["top_p"],
                                                      decoding["max_new_tokens"])
