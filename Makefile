@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SETUP := .venv/.setup-done
 
-.PHONY: run test model bench vllm
+.PHONY: run test model bench vllm test-vllm
 
 $(SETUP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv .venv
@@ -59,3 +59,9 @@ $(VLLM_SETUP): pyproject.toml Makefile
 # The bundled model is converted once into ~/.cache/simpo/models, which both environments share.
 vllm: $(VLLM_SETUP)
 	.venv-vllm/bin/simpo prepare-model smollm2-135m-instruct
+
+# The vLLM tests (tests_vllm/, outside the main suite's tests/): vLLM's CPU build against simpo's
+# engine (which runs in .venv, hence `model`), `simpo generate` and `simpo eval` with it, and a judge
+# served by vLLM's OpenAI-compatible server on 127.0.0.1.
+test-vllm: vllm model
+	$(VLLM_PY) -m pytest -p no:cacheprovider tests_vllm
