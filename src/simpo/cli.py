@@ -49,7 +49,7 @@ def command_help(name: str) -> str:
     from transformers import TrainingArguments
 
     from .config.keys import key_rows, text_table
-    from .config.pipeline import SECTIONS
+    from .config.pipeline import PIPELINE_KEY_ROWS, SECTIONS
     from .config.recipe import OWN_TRAINING_KEYS, DataConfig, ModelConfig, SimPOConfig
     from .stages.card import OPTION_ROWS as CARD_OPTIONS
     from .stages.chat import OPTION_ROWS as CHAT_OPTIONS
@@ -74,7 +74,7 @@ def command_help(name: str) -> str:
         "binarize": [("binarize", key_rows(SECTIONS["binarize"], "binarize."))],
         "evaluate": [("model", model_keys), ("evaluate", key_rows(SECTIONS["evaluate"], "evaluate.")),
                      ("rewards (programmatic ones score the answers)", key_rows(SECTIONS["annotate"], "annotate.", ["rewards"]))],
-        "pipeline": [("pipeline", [("run_dir", "str", "outputs/pipeline", "Where every stage writes")])]
+        "pipeline": [("pipeline", PIPELINE_KEY_ROWS)]
                     + [(section, key_rows(cls, f"{section}.")) for section, cls in SECTIONS.items()]
                     + [("training: every key of `simpo train --help`", [])],
         "card": [("card", CARD_OPTIONS)],

@@ -59,7 +59,7 @@ def markdown_table(rows: list[tuple[str, str, str, str]]) -> str:
 
 def markdown() -> str:
     """docs/recipe-keys.md: every key of simpo's own, by section, from the fields' metadata."""
-    from .pipeline import SECTIONS
+    from .pipeline import PIPELINE_KEY_ROWS, SECTIONS
     from .recipe import OWN_TRAINING_KEYS, DataConfig, ModelConfig, SimPOConfig
     from .sft import MODEL_KEYS, OWN_SFT_KEYS, SFTConfig, SFTDataConfig, SFTModelConfig
 
@@ -78,6 +78,7 @@ def markdown() -> str:
                        + key_rows(SFTConfig, names=OWN_SFT_KEYS)) + "\n",
         "## Pipeline recipe\n",
         "A training recipe plus `run_dir` and one mapping per stage; `--section.key value` overrides a key.\n",
+        markdown_table(PIPELINE_KEY_ROWS) + "\n",
     ]
     for name, cls in SECTIONS.items():
         parts += [f"### `{name}`\n", markdown_table(key_rows(cls, prefix=f"{name}.")) + "\n"]

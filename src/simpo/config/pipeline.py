@@ -27,6 +27,18 @@ from .types import convert, field_types
 
 BACKENDS = ("auto", "transformers", "vllm")
 REWARD_TYPES = ("numeric_answer", "constraints", "reward_model")
+PROMPTS_PER_ROUND = ("split", "same")
+ROUND_REFERENCES = ("round_start", "base")
+# The pipeline recipe's own top-level keys: (name, type, default, help), for `--help` and the docs.
+PIPELINE_KEY_ROWS = [
+    ("run_dir", "str", "outputs/pipeline", "Where every stage writes"),
+    ("rounds", "int", "1", "On-policy rounds: round k samples from, and trains, round k-1's model (RUN_DIR/round-K/); 1: one round in RUN_DIR"),
+    ("prompts_per_round", "str", "split", "split: each round takes its own part of the prompts; same: every round all of them"),
+    ("reference", "str", "round_start", "A reference-based loss's reference in round k: round_start (round k-1's model) or base (the recipe's model)"),
+]
+# Folders a pipeline puts under RUN_DIR, which with several rounds live under each RUN_DIR/round-K/.
+ROUND_FOLDERS = {"generate.output": "generations", "annotate.input": None, "annotate.output": "scores", "binarize.input": None,
+                 "binarize.output": "pairs", "evaluate.output": "eval"}
 
 
 def _positive_int(value: Any, key: str) -> int:
@@ -219,6 +231,9 @@ class Pipeline:
     binarize: BinarizeConfig
     evaluate: EvaluateConfig
     eval: EvalConfig
+    rounds: int = 1
+    prompts_per_round: str = "split"
+    reference: str = "round_start"
 
     @property
     def model(self) -> str:
@@ -226,7 +241,8 @@ class Pipeline:
 
     def to_json(self) -> str:
         sections = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
-        return json.dumps({"run_dir": str(self.run_dir), **sections, **self.train.resolved()}, indent=2, default=str)
+        rounds = {"rounds": self.rounds, "prompts_per_round": self.prompts_per_round, "reference": self.reference}
+        return json.dumps({"run_dir": str(self.run_dir), **rounds, **sections, **self.train.resolved()}, indent=2, default=str)
 
     def validate(self) -> None:
         """Every section, and what the stages need of each other, before anything loads."""
@@ -234,6 +250,17 @@ class Pipeline:
             section.validate()
         if len(self.generate.seeds) < 2:
             raise RecipeError(f"generate.seeds has {len(self.generate.seeds)} seed; a pair needs two or more responses per prompt")
+        _positive_int(self.rounds, "rounds")
+        if self.prompts_per_round not in PROMPTS_PER_ROUND:
+            raise RecipeError(f"prompts_per_round must be one of {', '.join(PROMPTS_PER_ROUND)}, got {self.prompts_per_round!r}")
+        if self.reference not in ROUND_REFERENCES:
+            raise RecipeError(f"reference must be one of {', '.join(ROUND_REFERENCES)}, got {self.reference!r}")
+        if self.rounds > 1 and self.train.model.ref_model_name_or_path:
+            raise RecipeError(f"ref_model_name_or_path with rounds: {self.rounds}: say which model each round compares with by "
+                              "reference: round_start (the round's starting model) or base (the recipe's model)")
+        if self.rounds > 1 and self.train.training.use_peft:
+            raise RecipeError(f"use_peft with rounds: {self.rounds}: a round would train an adapter on the previous round's adapter; "
+                              "run one round at a time, merging each (simpo merge), or train full weights")
 
 
 def _section(name: str, values: Any):
@@ -257,7 +284,15 @@ def build_pipeline(values: dict[str, Any], source: str = "the recipe") -> Pipeli
     run_dir = Path(convert(values.pop("run_dir", None) or "outputs/pipeline", str, "run_dir"))
     if run_dir.exists() and not run_dir.is_dir():
         raise RecipeError(f"run_dir {run_dir} is a file; name a folder")
+    rounds = {key: convert(values.pop(key), int if key == "rounds" else str, key)
+              for key in ("rounds", "prompts_per_round", "reference") if key in values}
     sections = {name: _section(name, values.pop(name, None)) for name in SECTIONS}
+    if rounds.get("rounds", 1) != 1:  # each round's folders are RUN_DIR/round-K/'s, the final model RUN_DIR/model
+        named = [key for key in ROUND_FOLDERS if getattr(sections[key.split(".")[0]], key.split(".")[1])]
+        named += [key for key in ("dataset_mixer", "output_dir") if key in values]
+        if named:
+            raise RecipeError(f"{', '.join(named)} with rounds: {rounds['rounds']}: each round writes its own folders under "
+                              f"{run_dir}/round-K/ and trains on its own pairs; leave {'it' if len(named) == 1 else 'them'} unset")
     generate, annotate, binarize, evaluate, eval_ = (sections[name] for name in SECTIONS)
     generate.output = generate.output or str(run_dir / "generations")
     annotate.input = annotate.input or generate.output
@@ -271,7 +306,7 @@ def build_pipeline(values: dict[str, Any], source: str = "the recipe") -> Pipeli
     values.setdefault("dataset_mixer", {binarize.output: 1.0})
     values.setdefault("output_dir", str(run_dir / "model"))
     train = build_recipe(values, source)
-    return Pipeline(run_dir, train, generate, annotate, binarize, evaluate, eval_)
+    return Pipeline(run_dir, train, generate, annotate, binarize, evaluate, eval_, **rounds)
 
 
 def load_pipeline(path: str | None, override_tokens: list[str]) -> Pipeline:

@@ -96,7 +96,7 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
 
 
 # Keys of the pipeline recipe (`config.pipeline`), which neither kind takes.
-PIPELINE_KEYS = ("run_dir", "generate", "annotate", "binarize", "evaluate", "eval")
+PIPELINE_KEYS = ("run_dir", "rounds", "prompts_per_round", "reference", "generate", "annotate", "binarize", "evaluate", "eval")
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class CardFacts:
     base_license: str | None = None
     on_policy: dict | None = None  # a pipeline run's generate settings and rewards
     pipeline_seconds: dict | None = None  # seconds per stage, summed over the runs in pipeline.json
+    rounds: list[dict] | None = None  # pipeline.json's rounds (`rounds: N` above 1): what each round did
     results: dict | None = None  # `evals.table.load_results`; None when there are none
     own_results: dict = field(default_factory=dict)  # benchmark -> result of this model
     eval_folder: str = ""
@@ -161,6 +162,25 @@ def training_data(facts: CardFacts) -> str:
         lines.append(f"- {where}{sizes}{share}")
     if facts.on_policy:
         lines += ["", on_policy_text(facts.on_policy)]
+    if facts.rounds:
+        lines += ["", rounds_text(facts.rounds)]
+    return "\n".join(lines)
+
+
+def rounds_text(rounds: list[dict]) -> str:
+    """The on-policy rounds, one table row each: round 0 is the starting model."""
+    def cell(record: dict, key: str, form: str) -> str:
+        return "-" if record.get(key) is None else format(record[key], form)
+
+    lines = [f"Training ran in {len(rounds) - 1} on-policy rounds: round k sampled from, and trained, round k-1's model "
+             "(round 0 is the base model, evaluated only). Held-out accuracy and answers are greedy, on the held-out prompts; "
+             "the samples' score, pairs and lengths are those of the round's own pairs.", "",
+             "| round | held-out accuracy | mean answer length | answers repeating | samples' mean score | prompts with a pair "
+             "| chosen length | rejected length |", "|---|---|---|---|---|---|---|---|"]
+    for record in rounds:
+        lines.append(f"| {record['round']} | {cell(record, 'accuracy', '.4f')} | {cell(record, 'mean_length_tokens', '.1f')} | "
+                     f"{cell(record, 'repetitive', '.0%')} | {cell(record, 'mean_score', '.3f')} | {cell(record, 'pair_share', '.0%')} | "
+                     f"{cell(record, 'chosen_length', '.1f')} | {cell(record, 'rejected_length', '.1f')} |")
     return "\n".join(lines)
 
 

@@ -101,10 +101,12 @@ def _datasets(recipe: dict, run_info: dict) -> list[dict]:
 
 
 def _on_policy(pipeline_dir: Path) -> dict | None:
-    generate = _json(pipeline_dir / "generations" / "manifest.json")
+    # One round's stage folders are the run folder's; with several rounds, round-1/ holds the first's.
+    first = pipeline_dir if (pipeline_dir / "generations").is_dir() else pipeline_dir / "round-1"
+    generate = _json(first / "generations" / "manifest.json")
     if not generate:
         return None
-    return {"generate": generate, "rewards": _json(pipeline_dir / "scores" / "manifest.json").get("rewards", [])}
+    return {"generate": generate, "rewards": _json(first / "scores" / "manifest.json").get("rewards", [])}
 
 
 def _is_model(named: str, model_dir: Path) -> bool:
@@ -137,6 +139,7 @@ def gather_facts(run_dir: str | Path, eval_folder: str | Path | None = None, out
         datasets=_datasets(recipe, run_info), run_info=run_info, base_license=_license(recipe.get("model_name_or_path", "")),
         on_policy=_on_policy(pipeline_dir) if pipeline_dir else None,
         pipeline_seconds=total_seconds(_json(pipeline_dir / PIPELINE_RECORD)) if pipeline_dir else None,
+        rounds=_json(pipeline_dir / PIPELINE_RECORD).get("rounds") if pipeline_dir else None,
         results=results or None, own_results=own, eval_folder=str(folder),
         curves_link=os.path.relpath(curves, output.resolve().parent) if curves.is_file() else None,
     )

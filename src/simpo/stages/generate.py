@@ -28,11 +28,12 @@ from .shards import ShardedOutput, fingerprint
 logger = logging.getLogger("simpo")
 
 
-def run_generate(model_config, config: GenerateConfig, check=None) -> str:
+def run_generate(model_config, config: GenerateConfig, check=None, part: tuple[int, int] | None = None) -> str:
     """Generate into `config.output`, continuing from its finished shards; returns the folder.
 
     `check(rows)`, when given, inspects the prompt rows before any generation (the pipeline checks
-    that programmatic rewards find their reference answers)."""
+    that programmatic rewards find their reference answers). `part` = (k, n): only the k-th (from 0)
+    of n contiguous, nearly equal parts of the usable prompts (the pipeline's rounds)."""
     from tqdm.auto import tqdm
     config.validate()
     backend_name = pick_backend(config.backend, model_config.model_name_or_path)
@@ -44,6 +45,10 @@ def run_generate(model_config, config: GenerateConfig, check=None) -> str:
     rows, skipped = read_prompts(config.prompts, config.split, config.max_prompts, unique=True)
     rows, prompt_ids, too_long = check_lengths(rows, renderer, context - config.max_new_tokens if context else float("inf"), config.prompts)
     skipped += too_long
+    if part is not None:
+        k, n = part
+        keep = range(k * len(rows) // n, (k + 1) * len(rows) // n)
+        rows, prompt_ids = [rows[i] for i in keep], [prompt_ids[i] for i in keep]
     if not rows:
         raise RecipeError(f"no usable prompts in {config.prompts} ({dict(skipped)})")
     if check is not None:

@@ -1,5 +1,7 @@
 """`simpo pipeline`: generate, annotate, binarize, evaluate the initial model, train, evaluate again,
 then the model-card benchmarks (`simpo eval`) on both models and the model card (`simpo card`).
+With `rounds: N`, generate to evaluate run N times, each round from the previous round's model
+(`stages.pipeline_rounds`), and what each round did is printed and drawn in RUN_DIR/rounds.png.
 
 Every stage is skipped when its output is already complete, so the same command continues a run
 that was stopped at any point. Everything that can fail on the recipe (keys, reward models,
@@ -13,6 +15,7 @@ at once, and each run's stage seconds and outcome are an entry of `RUN_DIR/pipel
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from ..config.pipeline import Pipeline
@@ -23,6 +26,7 @@ from ..generation.prompts import read_prompts
 from ..rewards.programmatic import check_references
 from ..rewards.reward_model import check_reward_model
 from .annotate import run_annotate
+from .binarize import STATS as PAIR_STATS
 from .binarize import run_binarize
 from .card import write_card
 from .eval import EvalOptions, run_eval
@@ -30,6 +34,8 @@ from .evaluate import run_evaluate
 from .generate import run_generate
 from .lock import LOCK_FILE, folder_lock
 from .pipeline_record import PipelineRecord
+from .pipeline_rounds import FIGURE as ROUNDS_FIGURE
+from .pipeline_rounds import round_part, round_pipeline, round_record, rounds_table, write_rounds_figure
 from .shards import is_complete, mark_complete
 
 
@@ -75,33 +81,69 @@ def run_pipeline(pipeline: Pipeline) -> dict:
             if any(path.name != LOCK_FILE for path in pipeline.run_dir.iterdir()):
                 record.fail(error)
             raise
+    if "rounds" in results:
+        print(f"rounds (round 0: {pipeline.model}; {pipeline.run_dir / ROUNDS_FIGURE}):\n{rounds_table(results['rounds'])}\n")
     print(summary(results, record.run["seconds"], record.path))
     if results["table"]:
         print(f"\nmodel-card benchmarks (simpo eval, in {pipeline.eval.output}):\n{results['table']}")
     print(f"\nmodel card: {results['card']}")
-    return {"before": results["before"], "after": results["after"], "seconds": record.run["seconds"]}
+    return {"before": results["before"], "after": results["after"], "seconds": record.run["seconds"],
+            **({"rounds": results["rounds"]} if "rounds" in results else {})}
 
 
 def _stages(pipeline: Pipeline, record: PipelineRecord, check_prompts) -> dict:
-    """Every stage, each timed into `record`; the held-out results, the benchmark table and the card's path."""
+    """Every stage of every round, each timed into `record`; the held-out results, the rounds, the
+    benchmark table and the card's path."""
+    rounds = []
+    for k in range(1, pipeline.rounds + 1):
+        rounds += _round(pipeline, k, record, check_prompts)
+    before, after = rounds[0]["evaluation"], rounds[-1]["evaluation"]
+    rounds = [{key: value for key, value in entry.items() if key != "evaluation"} for entry in rounds]
+    output_dir = Path(pipeline.train.training.output_dir)
+    table = record.timed("eval", lambda: _benchmarks(pipeline, str(output_dir))) if pipeline.eval.benchmarks else None
+    results = {"before": before, "after": after}
+    if pipeline.rounds > 1:
+        results["rounds"] = rounds
+        record.record["rounds"] = rounds  # before the card, which lists them
+        record.save()
+        write_rounds_figure(rounds, pipeline.run_dir / ROUNDS_FIGURE)
+    card = write_card(pipeline.run_dir, pipeline.eval.output if table else None)
+    record.finish(results)
+    return {**results, "table": table, "card": card}
+
+
+def _round(pipeline: Pipeline, k: int, record: PipelineRecord, check_prompts) -> list[dict]:
+    """Round k's stages (with one round, the pipeline's), each timed into `record`; what the round did
+    (`round_record`, with its evaluation's summary), after round 0's for the first."""
     from .train import run_training  # imports the trainer: only when training runs
 
-    stage = record.timed
-    stage("generate", lambda: run_generate(pipeline.train.model, pipeline.generate, check_prompts))
-    stage("annotate", lambda: run_annotate(pipeline.annotate))
-    stage("binarize", lambda: run_binarize(pipeline.binarize))
+    this = round_pipeline(pipeline, k)
+    prefix = "" if pipeline.rounds == 1 else f"round {k} "
+
+    def stage(name, work):
+        return record.timed(prefix + name, work)
+
     rewards = pipeline.annotate.rewards
-    before = stage("evaluate before", lambda: run_evaluate(pipeline.train.model, pipeline.evaluate, rewards, "before"))
-    output_dir = Path(pipeline.train.training.output_dir)
+    stage("generate", lambda: run_generate(this.train.model, this.generate, check_prompts, round_part(pipeline, k)))
+    stage("annotate", lambda: run_annotate(this.annotate))
+    stage("binarize", lambda: run_binarize(this.binarize))
+    done = []
+    if k == 1:
+        before = stage("evaluate before", lambda: run_evaluate(this.train.model, this.evaluate, rewards, "before"))
+        done.append({**round_record(0, before, None), "evaluation": before})
+    output_dir = Path(this.train.training.output_dir)
     if not is_complete(output_dir):
-        stage("train", lambda: run_training(pipeline.train))
+        stage("train", lambda: run_training(this.train))
         mark_complete(output_dir)
-    trained = dataclasses.replace(pipeline.train.model, model_name_or_path=str(output_dir))
-    after = stage("evaluate after", lambda: run_evaluate(trained, pipeline.evaluate, rewards, "after"))
-    table = stage("eval", lambda: _benchmarks(pipeline, str(output_dir))) if pipeline.eval.benchmarks else None
-    card = write_card(pipeline.run_dir, pipeline.eval.output if table else None)
-    record.finish({"before": before, "after": after})
-    return {"before": before, "after": after, "table": table, "card": card}
+    trained = dataclasses.replace(this.train.model, model_name_or_path=str(output_dir))
+    after = stage("evaluate after", lambda: run_evaluate(trained, this.evaluate, rewards, "after"))
+    return done + [{**round_record(k, after, _pair_stats(this)), "evaluation": after}]
+
+
+def _pair_stats(pipeline: Pipeline) -> dict | None:
+    """What binarize said of the round's samples and pairs (its stats.json)."""
+    path = Path(pipeline.binarize.output) / PAIR_STATS
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _benchmarks(pipeline: Pipeline, trained: str) -> str:
