@@ -33,7 +33,7 @@ def engine_answers(setup, model_path, tmp_path_factory):
     prompts = tmp_path_factory.mktemp("engine") / "prompts.json"
     prompts.write_text(json.dumps(setup[0]))
     result = subprocess.run([str(MAIN_PYTHON), "-c", ENGINE_ANSWERS, model_path, str(prompts), str(GREEDY_TOKENS)],
-                            capture_output=True, text=True, timeout=400)
+                            capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     return [tuple(answer) for answer in json.loads(result.stdout.splitlines()[-1])]
 
