@@ -7,6 +7,8 @@ No heavy imports here, so that pure modules (losses, shards, rows) can raise the
 """
 
 import argparse
+import json
+from pathlib import Path
 
 
 class RecipeError(ValueError):
@@ -19,6 +21,33 @@ class DataError(ValueError):
 
 class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss or gradient); the message names the step and rows and what to do."""
+
+
+_SHAPES = {dict: "a JSON object", list: "a JSON array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def read_json(path, kind: type = dict, error: type = DataError, what: str = ""):
+    """The JSON value of the file `path`, which must be a `kind` (dict: an object). A file that cannot
+    be read, is not UTF-8 JSON, or holds another shape raises `error` naming the file (and `what` it
+    is, e.g. "a trainer state of transformers"), never a traceback."""
+    path = Path(path)
+    name = f"{path} ({what})" if what else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{name}: not UTF-8 text, so not JSON; the file is damaged: restore or delete it") from None
+    except OSError as err:
+        raise error(f"{name}: cannot be read ({err.strerror or err})") from None
+    try:
+        value = json.loads(text)
+    except ValueError as err:  # JSONDecodeError, and numbers too large to convert
+        where = f" at line {err.lineno}, column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+        raise error(f"{name}: not valid JSON ({reason}{where}); the file is damaged or cut off: restore or delete it") from None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+        shown = "null" if value is None else _SHAPES.get(type(value), type(value).__name__)
+        raise error(f"{name}: holds {shown}, not {_SHAPES.get(kind, kind.__name__)}; the file is damaged: restore or delete it")
+    return value
 
 
 class OptionParser(argparse.ArgumentParser):

@@ -118,3 +118,33 @@ def _generated() -> list[Case]:
 
 
 CASES += _generated()
+
+# Files that are not what they claim: a checkpoint to resume, a run folder's recipe.yaml, a model
+# folder's JSON files; each named in one line, never a traceback.
+CHECKPOINT = {"ck/model.safetensors": "weights"}
+CASES += [
+    train_case("resume-not-a-checkpoint", "ck is not a checkpoint (no trainer_state.json)", {"resume_from_checkpoint": "ck"},
+               files=CHECKPOINT),
+    train_case("resume-state-not-json", "ck/trainer_state.json (a trainer state of transformers): not valid JSON",
+               {"resume_from_checkpoint": "ck"}, files={**CHECKPOINT, "ck/trainer_state.json": '{"global_step": 1'}),
+    train_case("resume-state-a-list", "ck/trainer_state.json (a trainer state of transformers): holds a JSON array, not a JSON object",
+               {"resume_from_checkpoint": "ck"}, files={**CHECKPOINT, "ck/trainer_state.json": "[1]"}),
+    train_case("resume-state-binary", "ck/trainer_state.json (a trainer state of transformers): not UTF-8 text",
+               {"resume_from_checkpoint": "ck"}, files={**CHECKPOINT, "ck/trainer_state.json": b"\xff\xfe\x00{"}),
+    train_case("resume-state-unknown-keys", "ck/trainer_state.json: not a trainer state (unknown keys 'steps')",
+               {"resume_from_checkpoint": "ck"}, files={**CHECKPOINT, "ck/trainer_state.json": '{"steps": 1}'}),
+    train_case("resume-state-step-word", "ck/trainer_state.json: global_step or log_history is not what transformers writes",
+               {"resume_from_checkpoint": "ck"}, files={**CHECKPOINT, "ck/trainer_state.json": '{"global_step": "one"}'}),
+    train_case("resume-without-weights", "ck holds no model weights", {"resume_from_checkpoint": "ck"},
+               files={"ck/trainer_state.json": '{"global_step": 1}'}),
+    train_case("resume-empty-file", "ck/optimizer.pt is empty", {"resume_from_checkpoint": "ck"},
+               files={**CHECKPOINT, "ck/trainer_state.json": '{"global_step": 1}', "ck/optimizer.pt": ""}),
+    train_case("output-dir-recipe-binary", "holds a run without a readable recipe.yaml",
+               files={"out/recipe.yaml": b"\x89PNG\r\n\x1a\n\xff\xfe", "out/trainer_state.json": "{}"}),
+    train_case("model-config-not-json", "m/config.json (a file of the model folder): not valid JSON", {"model_name_or_path": "./m"},
+               files={"m/config.json": '{"model_type": "llama",'}),
+    train_case("model-tokenizer-config-a-list", "m/tokenizer_config.json (a file of the model folder): holds a JSON array",
+               {"model_name_or_path": "./m"}, files={"m/config.json": "{}", "m/tokenizer_config.json": "[]"}),
+    train_case("adapter-config-a-list", "m/adapter_config.json (a file of the model folder): holds a JSON array",
+               {"model_name_or_path": "./m"}, files={"m/adapter_config.json": "[]"}),
+]

@@ -103,3 +103,20 @@ CASES = [
     # Rows that are all dropped.
     rows_case("rows-all-dropped", "every train row was dropped", jsonl({**GOOD, "rejected": [RIGHT]}, {**GOOD, "chosen": [{"role": "assistant", "content": " "}]})),
 ]
+
+# Folders written by save_to_disk whose JSON files are damaged, or whose data is missing: each named.
+SAVED = {"saved/state.json": '{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}',
+         "saved/dataset_info.json": "{}"}
+CASES += [
+    train_case("saved-state-not-json", "saved/state.json (a file of datasets' save_to_disk): not valid JSON",
+               {"dataset_mixer": {"saved": 1.0}}, files={**SAVED, "saved/state.json": '{"_data_files": '}),
+    train_case("saved-state-a-list", "saved/state.json (a file of datasets' save_to_disk): holds a JSON array",
+               {"dataset_mixer": {"saved": 1.0}}, files={**SAVED, "saved/state.json": "[]"}),
+    train_case("saved-without-data", "saved: not a dataset folder that datasets can read", {"dataset_mixer": {"saved": 1.0}}, files=SAVED),
+    train_case("saved-dict-splits-word", "saved/dataset_dict.json: 'splits' is not a list of split names",
+               {"dataset_mixer": {"saved": 1.0}}, files={"saved/dataset_dict.json": '{"splits": "train"}'}),
+    train_case("saved-dict-not-json", "saved/dataset_dict.json (a file of datasets' save_to_disk): not valid JSON",
+               {"dataset_mixer": {"saved": 1.0}}, files={"saved/dataset_dict.json": "splits: [train]"}),
+    train_case("saved-split-missing", "saved: not a dataset folder that datasets can read",
+               {"dataset_mixer": {"saved": 1.0}}, files={"saved/dataset_dict.json": '{"splits": ["train"]}'}),
+]

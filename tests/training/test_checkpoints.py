@@ -34,3 +34,12 @@ def test_explicit_choices_win(tmp_path):
     named = str(tmp_path / "checkpoint-2")
     assert resume_point(SimpleNamespace(resume_from_checkpoint=named, output_dir=str(tmp_path / "elsewhere"))) == named
     assert resume_point(SimpleNamespace(resume_from_checkpoint="true", output_dir=str(tmp_path / "none-yet"))) is None
+
+
+def test_a_trainer_state_of_the_wrong_shape_is_not_a_complete_checkpoint(tmp_path, caplog):
+    _checkpoint(tmp_path / "checkpoint-2")
+    for step, text in ((4, "[1, 2]"), (6, '{"global_step": "six"}'), (8, '{"steps": 8}'), (10, '{"global_step": 10')):
+        _checkpoint(tmp_path / f"checkpoint-{step}", state=False)
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(text)
+    assert resume_point(SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path))) == str(tmp_path / "checkpoint-2")
+    assert all(f"skipping {tmp_path / f'checkpoint-{step}'}" in caplog.text for step in (4, 6, 8, 10))

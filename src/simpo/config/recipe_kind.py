@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 import yaml
 
-from ..errors import RecipeError
+from ..errors import RecipeError, read_json
 from ..models.bundled import BUNDLED
 from ..models.precision import DTYPES, resolve_bf16
 from .limits import check_limits
@@ -86,6 +86,8 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise RecipeError(f"{path} is not a text file (a recipe is YAML in UTF-8)") from None
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot be read ({err.strerror or err})") from None
     try:
         values = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
@@ -245,6 +247,16 @@ def _check_choices(values: dict[str, Any]) -> None:
 
 
 MODEL_FILES = ("config.json", "adapter_config.json")  # what makes a folder a saved model
+# The JSON files of a model folder that transformers and peft read: each must hold a JSON object.
+MODEL_JSON_FILES = ("config.json", "tokenizer_config.json", "generation_config.json", "adapter_config.json")
+
+
+def check_model_json(folder: Path) -> None:
+    """A `RecipeError` naming the file when a JSON file of the model folder `folder` is damaged (not
+    UTF-8 JSON, not an object), before transformers fails on it with a traceback."""
+    for file in MODEL_JSON_FILES if folder.is_dir() else ():
+        if (folder / file).is_file():
+            read_json(folder / file, dict, RecipeError, "a file of the model folder")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
@@ -256,6 +268,7 @@ def _check_model_name(key: str, name: str) -> None:
     if path.is_dir():
         if not any((path / file).is_file() for file in MODEL_FILES + ("tokenizer_config.json",)):  # a tokenizer serves `simpo inspect`
             raise RecipeError(f"{key}: the folder {name} holds no config.json (nor tokenizer files), so it is not a saved model")
+        check_model_json(path)
         return
     if name.startswith((".", "/", "~")) or path.exists() or not _HUB_NAME.fullmatch(name):
         raise RecipeError(f"{key}: {name} is neither a model folder nor a hub name (owner/name); "
@@ -270,5 +283,10 @@ def _check_paths(values: dict[str, Any]) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise RecipeError(f"output_dir {output_dir} is a file; name a folder")
     resume = values.get("resume_from_checkpoint")
-    if resume not in (None, "true", "false") and not Path(resume).is_dir():
-        raise RecipeError(f"resume_from_checkpoint: no checkpoint folder {resume}; use true (the newest in output_dir) or a checkpoint-N folder")
+    if resume in (None, "true", "false"):
+        return
+    if not resume.strip() or not Path(resume).is_dir():
+        raise RecipeError(f"resume_from_checkpoint: no checkpoint folder {resume!r}; use true (the newest in output_dir) or a checkpoint-N folder")
+    from ..training.checkpoints import check_checkpoint
+
+    check_checkpoint(resume)

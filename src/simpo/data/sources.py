@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, read_json
 
 logger = logging.getLogger("simpo")
 
@@ -192,14 +192,40 @@ def _from_file(path: Path):
         raise DataError(f"{path}: cannot be read as {kind}: {err}") from None
 
 
+SAVED_FILES = ("dataset_dict.json", "state.json", "dataset_info.json")  # what `save_to_disk` writes, each a JSON object
+
+
+def _from_disk(path: Path):
+    """A folder written by `datasets.save_to_disk`; a `DataError` naming the file when it is not one
+    that `datasets` can read (a damaged or hand-made `state.json` or `dataset_dict.json`, a missing
+    data file), never its traceback."""
+    from datasets import load_from_disk
+
+    splits = [path]
+    if (path / "dataset_dict.json").is_file():
+        listed = read_json(path / "dataset_dict.json", what="a file of datasets' save_to_disk").get("splits")
+        if not isinstance(listed, list) or not all(isinstance(name, str) and name for name in listed):
+            raise DataError(f"{path / 'dataset_dict.json'}: 'splits' is not a list of split names; the folder is damaged: save it again")
+        splits = [path / name for name in listed]
+    for folder in splits:
+        for name in SAVED_FILES[1:]:
+            if (folder / name).is_file():
+                read_json(folder / name, what="a file of datasets' save_to_disk")
+    try:
+        return load_from_disk(str(path))
+    except Exception as err:  # noqa: BLE001 - whatever datasets raises on a folder it cannot read: name the folder
+        raise DataError(f"{path}: not a dataset folder that datasets can read ({type(err).__name__}: "
+                        f"{' '.join(str(err).split())[:200]}); save it again with save_to_disk") from None
+
+
 def load_split(source: str, split: str):
     """(label, dataset) of one split of one source, or None when the source has no such split."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
+    from datasets import DatasetDict, load_dataset
 
     path = Path(source)
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-            saved = load_from_disk(str(path))
+            saved = _from_disk(path)
             if isinstance(saved, DatasetDict):
                 return (f"{source}[{split}]", saved[split]) if split in saved else None
             return (source, saved) if split_role(split) == "train" else None

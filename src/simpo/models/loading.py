@@ -11,12 +11,11 @@ finished (`INCOMPLETE` in it, `training/run_folder.py`) is refused by every func
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from ..config.recipe import ModelConfig
-from ..config.recipe_kind import MODEL_FILES
-from ..errors import RecipeError
+from ..config.recipe_kind import MODEL_FILES, check_model_json
+from ..errors import RecipeError, read_json
 from ..training.run_folder import check_whole
 from .bundled import BUNDLED, bundled_model_dir
 from .precision import DTYPES, resolve_dtype
@@ -25,10 +24,13 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 def resolve_model_path(name: str) -> str:
-    """The folder or hub name to load; a model folder simpo began saving and never finished is refused."""
+    """The folder or hub name to load; a model folder simpo began saving and never finished is
+    refused, and so is one whose JSON files are damaged (named, instead of transformers' traceback)."""
     if name in BUNDLED:
         return str(bundled_model_dir(name))
     check_whole(name)
+    folder = Path(name).expanduser()
+    check_model_json(folder)
     return name
 
 
@@ -39,12 +41,9 @@ def adapter_base(name: str) -> str | None:
     if name in BUNDLED or not (path / ADAPTER_CONFIG).is_file():
         return None
     check_whole(path)
-    try:
-        base = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
-    except ValueError as err:
-        raise RecipeError(f"{path / ADAPTER_CONFIG} is not valid JSON ({err})") from None
-    if not base:
-        raise RecipeError(f"{path / ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
+    base = read_json(path / ADAPTER_CONFIG, dict, RecipeError, "a LoRA adapter's config").get("base_model_name_or_path")
+    if not base or not isinstance(base, str):
+        raise RecipeError(f"{path / ADAPTER_CONFIG} names no base model (base_model_name_or_path: {base!r:.80})")
     if base not in BUNDLED and base.startswith(("/", ".", "~")) and not Path(base).expanduser().is_dir():
         raise RecipeError(f"the LoRA adapter {path} was trained on {base}, which is not here: "
                           "put that model back, or edit base_model_name_or_path in its adapter_config.json")
@@ -121,7 +120,12 @@ def _merged(config: ModelConfig, base: str, dtype: str | None):
     except OSError as err:  # a hub name that is neither cached nor reachable
         raise RecipeError(f"the base model {base} of the LoRA adapter {folder} cannot be loaded "
                           f"({str(err).splitlines()[0]})") from None
-    model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    try:
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:  # a damaged adapter_config.json or adapter weights
+        reason = " ".join(str(err).split())[:200]
+        raise RecipeError(f"the LoRA adapter {folder} cannot be loaded onto {base} ({type(err).__name__}: {reason}); "
+                          f"its {ADAPTER_CONFIG} or adapter weights are damaged: train it again") from None
     if (folder / "generation_config.json").is_file():  # the trained run's stop tokens
         model.generation_config = GenerationConfig.from_pretrained(folder)
     # Named after the adapter, not its base: a cache keyed on the model's source tells them apart.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config.pipeline import EvaluateConfig
 from ..config.recipe import ModelConfig
-from ..errors import RecipeError
+from ..errors import DataError, RecipeError, read_json
 from ..evals.signals import answer_signals, repeats_itself
 from ..generation.backends import open_backend, sampling_dtype
 from ..generation.prompts import PromptRenderer, check_lengths, read_prompts
@@ -49,7 +49,9 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
                        "max_new_tokens": config.max_new_tokens, "dtype": dtype})
         summary_path = folder / f"{name}.json"
         if summary_path.is_file():
-            summary = json.loads(summary_path.read_text())
+            summary = read_json(summary_path, dict, DataError, "an evaluation summary")
+            if not {"model", "prompts", "accuracy", "mean_length_tokens"} <= set(summary):
+                raise DataError(f"{summary_path}: not a summary as simpo evaluate writes it; the file is damaged: delete it to evaluate again")
             if summary["model"] != model_config.model_name_or_path:
                 raise RecipeError(f"{summary_path} evaluated {summary['model']}, not {model_config.model_name_or_path}: delete it to evaluate again")
             return _with_signals(summary, folder / f"{name}.jsonl")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ..errors import DataError, read_json
 from .shards import write_atomic
 
 FILENAME = "pipeline.json"
@@ -37,10 +38,13 @@ class PipelineRecord:
 
     def __init__(self, run_dir: Path, holder: dict):
         self.path = Path(run_dir) / FILENAME
-        self.record = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.record = read_json(self.path, dict, DataError, "the record of this folder's pipeline runs") if self.path.is_file() else {}
         runs = self.record.setdefault("runs", [])
+        if not isinstance(runs, list) or not all(isinstance(run, dict) and isinstance(run.get("seconds"), dict) for run in runs):
+            raise DataError(f"{self.path}: 'runs' is not a list of runs as simpo pipeline writes them; the file is damaged: "
+                            "restore or delete it")
         for run in runs:
-            if run["status"] == "running":
+            if run.get("status") == "running":
                 run["status"] = "interrupted"
         self.run = {**holder, "status": "running", "seconds": {}}
         runs.append(self.run)

@@ -2,29 +2,64 @@
 complete checkpoint in `output_dir`.
 
 A checkpoint is complete when its `trainer_state.json` (which `Trainer` writes after the weights,
-optimizer and scheduler) reads as JSON and no file in it is empty. A run killed while writing one
-leaves a `checkpoint-N` folder without them; it is skipped with a warning instead of being picked and
-failing every rerun.
+optimizer and scheduler) reads as a trainer state, it holds weights, and no file in it is empty. A
+run killed while writing one leaves a `checkpoint-N` folder without them; it is skipped with a
+warning instead of being picked and failing every rerun. A checkpoint the recipe names
+(`resume_from_checkpoint: PATH`) that is not complete is refused when the recipe is read, naming
+what is wrong (`check_checkpoint`).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import re
 from pathlib import Path
+
+from ..errors import RecipeError, read_json
 
 logger = logging.getLogger("simpo")
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
+STATE = "trainer_state.json"
+WEIGHTS = ("model", "pytorch_model", "adapter_model", "global_step")  # how the names of a checkpoint's weights begin
+
+
+def check_checkpoint(folder) -> None:
+    """A `RecipeError` naming the file when `folder` is not a checkpoint `Trainer` can resume from:
+    its `trainer_state.json` missing, not JSON, or not a trainer state; no weights; an empty file."""
+    from transformers import TrainerState
+
+    folder = Path(folder)
+    path = folder / STATE
+    if not path.is_file():
+        raise RecipeError(f"{folder} is not a checkpoint (no {STATE}); use true (the newest in output_dir) or a checkpoint-N folder")
+    state = read_json(path, dict, RecipeError, "a trainer state of transformers")
+    known = {field.name for field in dataclasses.fields(TrainerState)}
+    unknown = sorted(set(state) - known)
+    if unknown:
+        raise RecipeError(f"{path}: not a trainer state (unknown keys {', '.join(map(repr, unknown[:5]))}); the checkpoint is damaged: "
+                          "resume from another, or start over")
+    step, history = state.get("global_step", 0), state.get("log_history")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0 or not (
+            history is None or isinstance(history, list) and all(isinstance(entry, dict) for entry in history)):
+        raise RecipeError(f"{path}: global_step or log_history is not what transformers writes; the checkpoint is damaged: "
+                          "resume from another, or start over")
+    if not any(entry.name.startswith(WEIGHTS) for entry in folder.iterdir()):
+        raise RecipeError(f"{folder} holds no model weights, so it is not a checkpoint to resume from; resume from another, or start over")
+    empty = [path.name for path in folder.iterdir() if path.is_file() and path.stat().st_size == 0]
+    if empty:
+        raise RecipeError(f"{folder / empty[0]} is empty: the checkpoint was cut off while written; resume from another, or start over")
+
+
 def is_complete_checkpoint(folder: Path) -> bool:
     try:
-        json.loads((folder / "trainer_state.json").read_text())
-    except (OSError, ValueError):
+        check_checkpoint(folder)
+    except (RecipeError, OSError):
         return False
-    return all(path.stat().st_size > 0 for path in folder.iterdir() if path.is_file())
+    return True
 
 
 def checkpoint_folders(output_dir) -> list[Path]:

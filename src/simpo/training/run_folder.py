@@ -141,7 +141,7 @@ def check_output_dir(output_dir, recipe_values: dict[str, Any], overwrite: bool,
         how = "use another output_dir, or delete this one (or move it away) to start over"
     try:
         old = yaml.safe_load((folder / RECIPE_FILE).read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8 text
         old = None
     if not isinstance(old, dict):
         raise RecipeError(f"output_dir {folder} holds a run without a readable {RECIPE_FILE}, so whether it was made "
