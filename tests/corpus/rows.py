@@ -120,3 +120,13 @@ CASES += [
     train_case("saved-split-missing", "saved: not a dataset folder that datasets can read",
                {"dataset_mixer": {"saved": 1.0}}, files={"saved/dataset_dict.json": '{"splits": ["train"]}'}),
 ]
+
+# dataset_mixer sources the real run would refuse or read nothing from, refused by --dry-run too:
+# an empty name, a file of an unknown kind, a folder that holds no dataset.
+CASES += [
+    train_case("mixer-empty-name", "dataset_mixer names an empty source ''", {"dataset_mixer": {"": 1.0}}),
+    train_case("mixer-unknown-file-type", "notes.txt: unknown file type", {"dataset_mixer": {"notes.txt": 1.0}},
+               files={"notes.txt": "5 beats 6"}),
+    train_case("mixer-folder-without-splits", "the folder pairs holds none of train.jsonl, test.jsonl",
+               {"dataset_mixer": {"pairs": 1.0}}, files={"pairs/README.md": "pairs go here"}),
+]

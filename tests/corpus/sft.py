@@ -86,3 +86,9 @@ CASES += [
          {"recipe.yaml": recipe_text(SFT), "talk.jsonl": jsonl(GOOD), "out/trainer_state.json": '{"global_step": 1}',
           "out/recipe.yaml": recipe_text({**SFT, "learning_rate": 1.0e-3}), "out/model.safetensors": "weights"}),
 ]
+
+# Empty values that the run would refuse after loading are refused by --dry-run too.
+CASES += [
+    sft_case("sft-splits-empty", "dataset_splits is empty", {"dataset_splits": []}),
+    sft_case("sft-output-dir-empty", "output_dir must name a folder", {"output_dir": ""}),
+]

@@ -158,6 +158,10 @@ def _check_lora_values(values: dict[str, Any]) -> None:
     set_keys = [key for key in LORA_KEYS if key in values]
     if set_keys and not values.get("use_peft"):
         raise RecipeError(f"{', '.join(set_keys)} {'applies' if len(set_keys) == 1 else 'apply'} to LoRA only; add use_peft: true, or remove it")
+    targets = values.get("lora_target_modules")
+    if targets is not None and (not targets or not all(name.strip() for name in targets)):
+        raise RecipeError(f"lora_target_modules {targets!r} names no layer; name linear layers ([q_proj, v_proj], say), "
+                          "or leave it unset for every linear layer but the output head")
 
 
 def _check_training_values(values: dict[str, Any]) -> None:

@@ -202,9 +202,12 @@ class RecipeKind:
         values = self.normalise(read_recipe_file(path), str(path))
         values.update(self.normalise(parse_overrides(override_tokens or []), "the command line"))
         recipe = self.build(values, source=str(path))
+        from ..data.sources import check_local_source
+
         for source in recipe.data.dataset_mixer:  # (a pipeline's training data is written by its own stages)
             if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
                 raise RecipeError(f"dataset_mixer: {source} does not exist")
+            check_local_source(source, recipe.data.dataset_splits)
         return recipe
 
     def _check_values(self, values: dict[str, Any]) -> None:
@@ -215,13 +218,138 @@ class RecipeKind:
         if not mixer:
             raise RecipeError(self.mixer_required)
         for name, fraction in mixer.items():
+            if not name.strip():
+                raise RecipeError("dataset_mixer names an empty source ''; name a file, a folder or a hub dataset")
             if not 0 < fraction <= 1:
                 raise RecipeError(f"dataset_mixer[{name!r}] must be a fraction in (0, 1], got {fraction!r}")
+        _check_splits(values.get("dataset_splits"))
+        if not str(values.get("output_dir") or "").strip():
+            raise RecipeError(f"output_dir must name a folder, got {values.get('output_dir')!r}; leave it out for {self.output_dir}")
+        if values.get("activation_checkpointing_kwargs") is not None:
+            values["activation_checkpointing_kwargs"] = _checkpointing_kwargs(values["activation_checkpointing_kwargs"])
+        if values.get("lr_scheduler_kwargs") is not None:
+            values["lr_scheduler_kwargs"] = _scheduler_kwargs(values["lr_scheduler_kwargs"], values.get("lr_scheduler_type", "linear"))
+        if values.get("save_strategy") == "best" and not values.get("metric_for_best_model"):
+            raise RecipeError("save_strategy: best needs metric_for_best_model (eval_loss, say) to tell the best checkpoint")
         if values.get("load_best_model_at_end") and values.get("eval_strategy", "no") == "no":
             raise RecipeError("load_best_model_at_end needs evaluations to choose from: set eval_strategy (and save_strategy) to steps or epoch")
+        for key in DEFAULTS_IN_WORDS:
+            if key in values and values[key] is not None and not values[key].strip():
+                raise RecipeError(f"{key} is empty; leave it out for the default ({DEFAULTS_IN_WORDS[key]})")
+        if values.get("chat_template"):
+            _check_template(values["chat_template"])
         if values.get("torch_dtype") not in (None, "auto", *DTYPES):
             raise RecipeError(f"torch_dtype must be one of auto, {', '.join(DTYPES)}, got {values['torch_dtype']!r}")
         self.check_values(values)
+
+
+# Text keys whose empty value would silently mean their default: refused, their default named.
+DEFAULTS_IN_WORDS = {"model_revision": "main", "chat_template": "the tokenizer's own template",
+                     "ref_model_name_or_path": "the initial policy"}
+
+
+def _check_template(template: str) -> None:
+    """A chat template that Jinja can compile, as transformers compiles it (its `generation` tag included)."""
+    import jinja2
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    try:
+        _compile_jinja_template(template)
+    except jinja2.TemplateSyntaxError as err:
+        raise RecipeError(f"chat_template is not a valid Jinja template: {err.message} (line {err.lineno} of the template)") from None
+
+
+def _check_splits(splits: list[str] | None) -> None:
+    """dataset_splits: each name once, each a train or a test split by the official rule, one of them train."""
+    if splits is None:
+        return
+    from ..data.sources import split_role
+
+    if not splits:
+        raise RecipeError("dataset_splits is empty; name the splits to read, e.g. [train, test] (one containing 'train' trains)")
+    repeated = sorted({split for split in splits if splits.count(split) > 1})
+    if repeated:
+        raise RecipeError(f"dataset_splits names {', '.join(map(repr, repeated))} twice; a split is read once, keep one")
+    try:
+        roles = [split_role(split) for split in splits]
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+    if "train" not in roles:
+        raise RecipeError(f"dataset_splits {splits} has no training split; add one whose name contains 'train'")
+
+
+# What `activation_checkpointing_kwargs` (alias gradient_checkpointing_kwargs) may hold, and each key's
+# type: transformers' own two, then `torch.utils.checkpoint.checkpoint`'s options a recipe can spell.
+CHECKPOINTING_KWARGS = {"every_n_layers": int, "offload": bool, "use_reentrant": bool, "preserve_rng_state": bool,
+                        "determinism_check": str, "debug": bool, "early_stop": bool}
+
+
+def _checkpointing_kwargs(value: Any) -> dict | None:
+    """The mapping, of known keys, each converted to its type as a recipe key is (a JSON text "{...}"
+    is the mapping it holds, as transformers reads it); transformers and torch would fail on anything
+    else at the first step."""
+    if value is None:
+        return None
+    key = "gradient_checkpointing_kwargs"
+    value = _json_mapping(value, key, "{use_reentrant: false}")
+    checked = {}
+    for name, item in value.items():
+        if name not in CHECKPOINTING_KWARGS:
+            raise RecipeError(f"{key}: unknown key {name!r}; it takes {', '.join(CHECKPOINTING_KWARGS)}")
+        checked[name] = convert(item, CHECKPOINTING_KWARGS[name], f"{key}.{name}")
+    if checked.get("every_n_layers", 1) < 1:
+        raise RecipeError(f"{key}.every_n_layers must be 1 or more, got {checked['every_n_layers']}")
+    if checked.get("determinism_check", "default") not in ("default", "none"):
+        raise RecipeError(f"{key}.determinism_check must be default or none, got {checked['determinism_check']!r:.80}")
+    return checked
+
+
+def _json_mapping(value: Any, key: str, example: str) -> dict:
+    """A mapping, or the JSON object a text "{...}" holds (as transformers reads such keys)."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise RecipeError(f"{key} {value!r:.80} is not a JSON object; write a mapping like {example}") from None
+    if not isinstance(value, dict):
+        raise RecipeError(f"{key} must be a mapping like {example}, got {value!r:.80}")
+    return value
+
+
+def _scheduler_kwargs(value: Any, scheduler: Any) -> dict:
+    """lr_scheduler_kwargs: the keyword arguments of `scheduler`'s function that a recipe may set,
+    each converted to its annotated type; transformers would fail on anything else when training starts."""
+    import inspect
+    import typing
+
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+    from transformers.trainer_utils import SchedulerType
+
+    key = "lr_scheduler_kwargs"
+    value = _json_mapping(value, key, "{num_cycles: 0.5}")
+    try:
+        function = TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(getattr(scheduler, "value", scheduler))]
+    except (ValueError, KeyError):
+        return value  # an unknown lr_scheduler_type is refused by name when the recipe is built
+    fixed = ("optimizer", "num_warmup_steps", "num_training_steps")
+    parameters = {name: p for name, p in inspect.signature(function).parameters.items() if name not in fixed}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return value  # the scheduler takes any keyword (reduce_lr_on_plateau): torch names a wrong one
+    name = getattr(scheduler, "value", scheduler)
+    allowed = [] if name in ("constant", "constant_with_warmup") else list(parameters)  # these two are given no kwargs
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve: the values go unconverted
+        hints = {}
+    checked = {}
+    for item, given in value.items():
+        if item not in allowed:
+            takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+            raise RecipeError(f"{key}: {item!r} is not an option of lr_scheduler_type {name}; {takes}")
+        checked[item] = convert(given, hints[item], f"{key}.{item}") if item in hints else given
+    return checked
 
 
 def _accelerator_available() -> bool:

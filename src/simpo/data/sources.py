@@ -271,6 +271,21 @@ def mixed_splits(mixer: dict[str, float], splits: list[str]) -> Iterator[tuple[s
         raise DataError(f"no training rows: none of {list(mixer)} has a split among {splits}")
 
 
+def check_local_source(source: str, splits: list[str]) -> None:
+    """Before anything loads: a local source is a file of a kind `load_split` reads, or a folder that
+    `save_to_disk` wrote or that holds one of `splits` as a file; a `DataError` naming it otherwise
+    (the run would refuse it, or read nothing from it, only after loading the model)."""
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix not in FILE_KINDS:
+        raise DataError(f"dataset_mixer: {source}: unknown file type; use .jsonl, .json or .parquet")
+    if not path.is_dir() or any((path / name).is_file() for name in SAVED_FILES[:2]):
+        return
+    if not any((path / f"{split}{suffix}").is_file() for split in splits for suffix in FILE_KINDS):
+        wanted = ", ".join(f"{split}.jsonl" for split in splits)
+        raise DataError(f"dataset_mixer: the folder {source} holds none of {wanted} (nor .json or .parquet files of those "
+                        "splits), and is not a dataset saved with save_to_disk")
+
+
 def encode_rows(label: str, rows, encode: Callable[[dict, str], dict], features, num_proc: int | None):
     """`encode(row, where)` over the rows, `where` naming the row ("LABEL, row N", N counted from 1:
     line N of a JSON Lines file), into `features`; in `num_proc` processes above 1,000 rows."""
