@@ -1,4 +1,4 @@
-"""The one-line errors' helpers: a JSON file read or refused naming itself."""
+"""The one-line errors' helpers: a JSON file read or refused naming itself, and options given twice."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from simpo.errors import DataError, RecipeError, read_json
+from simpo.errors import DataError, OptionParser, RecipeError, read_json
 
 
 @pytest.mark.parametrize("content,expect", [
@@ -39,3 +39,18 @@ def test_an_unreadable_file_is_named(tmp_path):
     path.chmod(0)
     with pytest.raises(DataError, match="state.json: cannot be read"):
         read_json(path)
+
+
+@pytest.mark.parametrize("tokens,flag", [
+    (["m", "--x", "1", "--x", "2"], "--x is given twice"),
+    (["m", "--x=1", "--x", "2"], "--x is given twice"),
+    (["m", "--long-name", "1", "--long", "2"], "--long-name is given twice (as --long)"),
+    (["m", "--flag", "--flag"], "--flag is given twice"),
+])
+def test_an_option_given_twice_is_refused(tokens, flag):
+    parser = OptionParser.of("simpo test", "model", [("--x", {"type": int}), ("--long-name", {"type": str})])
+    parser.add_argument("--flag", action="store_true")
+    parser.add_argument("--tag", action="append")
+    with pytest.raises(RecipeError, match=flag.replace("(", r"\(").replace(")", r"\)")):
+        parser.parse_args(tokens)
+    assert parser.parse_args(["m", "--tag", "a", "--tag", "b", "--x", "-1"]).tag == ["a", "b"]  # append options collect

@@ -8,6 +8,7 @@ No heavy imports here, so that pure modules (losses, shards, rows) can raise the
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -51,10 +52,34 @@ def read_json(path, kind: type = dict, error: type = DataError, what: str = ""):
 
 
 class OptionParser(argparse.ArgumentParser):
-    """argparse, its errors a RecipeError (one line through the CLI) instead of a usage dump and exit."""
+    """argparse, its errors a RecipeError (one line through the CLI) instead of a usage dump and exit.
+    An option given twice is refused, as `--nproc` is (argparse would keep the last silently)."""
 
     def error(self, message: str):
         raise RecipeError(f"{message} ({self.prog} --help lists the options)")
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._refuse_repeated(args)
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_repeated(self, tokens) -> None:
+        """A `RecipeError` for an option of this parser given twice (`--x 1 --x 2`, `--x=1 --x 2`, an
+        abbreviation and the whole name); options that collect values (append, count) may repeat."""
+        seen: dict = {}
+        for token in sys.argv[1:] if tokens is None else tokens:
+            if token == "--":
+                break
+            if not token.startswith("-") or token == "-":
+                continue
+            found = self._parse_optional(token)
+            action = found[0] if isinstance(found, tuple) else None
+            if action is None or isinstance(action, (argparse._AppendAction, argparse._CountAction, argparse._HelpAction)):
+                continue
+            if action in seen:
+                flag = action.option_strings[-1] if action.option_strings else token
+                spelt = {seen[action].split("=", 1)[0], token.split("=", 1)[0]} - {flag}
+                raise RecipeError(f"{flag} is given twice{' (as ' + ', '.join(sorted(spelt)) + ')' if spelt else ''}; give it once")
+            seen[action] = token
 
     @classmethod
     def of(cls, prog: str, positional: str, options, **settings) -> "OptionParser":

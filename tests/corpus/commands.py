@@ -144,3 +144,19 @@ CASES += [
     Case("train-model-save-never-finished", ("train", "recipe.yaml"), "model is not a whole model: simpo began saving it",
          {"recipe.yaml": recipe_text({**TRAIN, "model_name_or_path": "./model"}), **NEVER_FINISHED}),
 ]
+
+# An option given twice is refused by every verb's parser (errors.OptionParser), as --nproc is.
+PLAN = ("plan", "recipe.yaml", "--gpus", "8", "--gpu-memory", "80")
+CASES += [
+    Case("plan-gpus-twice", (*PLAN, "--gpus", "4"), "--gpus is given twice", {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("plan-override-twice", (*PLAN, "--max_length", "64", "--max_length", "128"), "--max_length is given twice",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("chat-temperature-twice", ("chat", "smollm2-135m-instruct", "--temperature", "0.5", "--temperature=0.7", "--prompt", "hi"),
+         "--temperature is given twice"),
+    Case("chat-prompt-abbreviated-twice", ("chat", "smollm2-135m-instruct", "--prompt", "hi", "--prom", "ho"), "--prompt is given twice"),
+    Case("eval-limit-twice", ("eval", "smollm2-135m-instruct", "--limit", "4", "--limit", "8"), "--limit is given twice"),
+    Case("inspect-rows-twice", ("inspect", "recipe.yaml", "--rows", "2", "--rows", "3"), "--rows is given twice",
+         {"recipe.yaml": recipe_text(TRAIN)}),
+    Case("card-output-twice", ("card", "run", "--output", "a.md", "--output", "b.md"), "--output is given twice"),
+    Case("merge-output-twice", ("merge", "run", "--output", "a", "--output=b"), "--output is given twice"),
+]

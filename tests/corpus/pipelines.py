@@ -86,3 +86,10 @@ CASES += [
                   "is damaged", {"annotate.input": "gen"}, command="annotate",
                   files={**_GENERATIONS, "gen/shard-00000.jsonl": _SHARD[: len(_SHARD) * 3 // 4], "gen/COMPLETE": ""}),
 ]
+
+# A stage key given twice on the command line is refused, as --nproc is.
+CASES += [
+    pipeline_case("section-override-twice", "--generate.seeds is given twice", args=("--generate.seeds", "[1, 2]", "--generate.seeds", "[3, 4]")),
+    pipeline_case("stage-override-twice", "--generate.temperature is given twice",
+                  args=("--generate.temperature", "0.5", "--generate.temperature=0.7"), command="generate"),
+]

@@ -190,3 +190,9 @@ CASES += [
     train_case("reference-model-empty", "ref_model_name_or_path is empty", {"loss_type": "dpo", "ref_model_name_or_path": ""}),
     train_case("resume-empty", "resume_from_checkpoint: no checkpoint folder ''", {"resume_from_checkpoint": ""}),
 ]
+
+# An override given twice is refused, as --nproc is.
+CASES += [
+    train_case("override-twice", "--learning_rate is given twice", args=("--learning_rate", "1e-5", "--learning_rate=2e-5")),
+    train_case("override-twice-dry-run", "--beta is given twice", args=("--beta", "2", "--dry-run", "--beta", "3")),
+]

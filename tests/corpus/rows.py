@@ -130,3 +130,11 @@ CASES += [
     train_case("mixer-folder-without-splits", "the folder pairs holds none of train.jsonl, test.jsonl",
                {"dataset_mixer": {"pairs": 1.0}}, files={"pairs/README.md": "pairs go here"}),
 ]
+
+# One source named twice (paths compared resolved): its rows would be read twice.
+CASES += [
+    train_case("mixer-one-folder-twice", "dataset_mixer names one source twice: 'pairs' and './pairs'",
+               {"dataset_mixer": {"pairs": 1.0, "./pairs": 1.0}}, files={"pairs/train.jsonl": jsonl(GOOD)}),
+    train_case("mixer-one-folder-twice-slash", "dataset_mixer names one source twice",
+               {"dataset_mixer": {"{repo}/data/verifiable-prefs": 1.0, "{repo}/data/../data/verifiable-prefs/": 0.5}}),
+]

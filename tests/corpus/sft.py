@@ -92,3 +92,12 @@ CASES += [
     sft_case("sft-splits-empty", "dataset_splits is empty", {"dataset_splits": []}),
     sft_case("sft-output-dir-empty", "output_dir must name a folder", {"output_dir": ""}),
 ]
+
+# Empty or blank answers are dropped and counted, as simpo train drops a pair with an empty response
+# (with nothing left, the run stops naming the count); a key or a source given twice is refused.
+CASES += [
+    sft_case("sft-every-answer-empty", "every train conversation was dropped ({'empty answer': 2})",
+             rows=({"messages": [USER, {"role": "assistant", "content": ""}]}, {"messages": [USER, {"role": "assistant", "content": " \n\t"}]})),
+    sft_case("sft-override-twice", "--max_seq_length is given twice", args=("--max_seq_length", "64", "--max_seq_length", "96")),
+    sft_case("sft-mixer-twice", "dataset_mixer names one source twice", {"dataset_mixer": {"talk.jsonl": 1.0, "./talk.jsonl": 1.0}}),
+]

@@ -150,3 +150,16 @@ def test_datasets_from_files_pack_count_and_name_bad_rows(tmp_path, smollm2_toke
     write_jsonl(tmp_path / "bad" / "train.jsonl", [{"messages": [ASK, ANSWER]}, {"messages": [ANSWER]}])
     with pytest.raises(DataError, match=r"bad/train.jsonl, row 2: turn 1 of 'messages' is 'assistant'"):
         build_sft_datasets(SFTDataConfig(dataset_mixer={str(tmp_path / "bad"): 1.0}), encoder, packing=True)
+
+
+def test_empty_or_blank_answers_are_dropped_and_counted(tmp_path, smollm2_tokenizer, caplog):
+    """As `simpo train` drops a pair with an empty response: a conversation with an empty or blank
+    assistant turn (any of them) trains nothing but stopping at once."""
+    blank = {"role": "assistant", "content": " \n\t"}
+    rows = [{"messages": [ASK, ANSWER]}, {"messages": [ASK, {"role": "assistant", "content": ""}]}, {"messages": [ASK, blank, AGAIN, SECOND]}]
+    write_jsonl(tmp_path / "talk" / "train.jsonl", rows)
+    encoder = ConversationEncoder(smollm2_tokenizer, 128, insert_empty_system=False)
+    assert encoder.encode(rows[2], "row 3")["drop"] == "empty answer"
+    train, _ = build_sft_datasets(SFTDataConfig(dataset_mixer={str(tmp_path / "talk"): 1.0}, dataset_splits=["train"]),
+                                  encoder, packing=False, seed=0)
+    assert len(train) == 1 and "dropped: 2 empty answer" in caplog.text

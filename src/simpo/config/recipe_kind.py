@@ -56,7 +56,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_overrides(tokens: list[str]) -> dict[str, Any]:
-    """`--key value` / `--key=value` pairs; values are read as YAML (numbers, lists, mappings)."""
+    """`--key value` / `--key=value` pairs; values are read as YAML (numbers, lists, mappings). A key
+    given twice is refused (two names of one key are `RecipeKind.normalise`'s)."""
     overrides: dict[str, Any] = {}
     i = 0
     while i < len(tokens):
@@ -70,6 +71,8 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
                 i += 1
             else:
                 value = "true"  # a bare flag
+        if key in overrides:
+            raise RecipeError(f"--{key} is given twice; give it once")
         try:
             overrides[key] = yaml.safe_load(value) if value != "" else ""
         except yaml.YAMLError as err:
@@ -217,6 +220,7 @@ class RecipeKind:
         mixer = values.get("dataset_mixer")
         if not mixer:
             raise RecipeError(self.mixer_required)
+        _check_named_once(mixer)
         for name, fraction in mixer.items():
             if not name.strip():
                 raise RecipeError("dataset_mixer names an empty source ''; name a file, a folder or a hub dataset")
@@ -356,6 +360,16 @@ def _accelerator_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _check_named_once(mixer: dict[str, float]) -> None:
+    """Each dataset_mixer source once, paths compared resolved: `pairs` and `./pairs` are one folder,
+    which would otherwise be read twice (its rows counted double)."""
+    resolved: dict[Path, str] = {}
+    for name in mixer:
+        same = resolved.setdefault(Path(name).expanduser().resolve(), name)
+        if same != name:
+            raise RecipeError(f"dataset_mixer names one source twice: {same!r} and {name!r}; keep one")
 
 
 def _check_choices(values: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ Then, as TRL's packing does (`dataset_kwargs`): `add_special_tokens` puts the to
 front when it adds one and the template wrote none (never a second BOS), and `append_concat_token`
 appends EOS after the conversation, scored when the last turn is the assistant's. A conversation
 longer than `max_seq_length` is cut to its first `max_seq_length` tokens and counted; one with no
-assistant token left is dropped and counted.
+assistant token left is dropped and counted, and so is one with an empty (or blank) assistant turn, as
+`simpo train` drops a pair with an empty response.
 
 Packing puts whole conversations, in order, into rows of at most `max_seq_length` tokens (a row
 closes when the next conversation does not fit). A batch (`ConversationCollator`) names its scored
@@ -94,6 +95,9 @@ class ConversationEncoder:
         """`input_ids`, `scored` (per token: an assistant token, which carries loss), their count
         `assistant_tokens`, `truncated`, and `drop` (the reason to drop the conversation, or "")."""
         turns = self.read(row, where)
+        if any(turn["role"] == "assistant" and not turn["content"].strip() for turn in turns):
+            # As `simpo train` drops a pair with an empty response: nothing to learn but to stop at once.
+            return {"input_ids": [], "scored": [], "assistant_tokens": 0, "truncated": False, "drop": "empty answer"}
         try:
             text = render(self.tokenizer, turns)
             spans = [(render(self.tokenizer, turns[:i], add_generation_prompt=True), render(self.tokenizer, turns[: i + 1]))
