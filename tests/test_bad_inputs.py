@@ -44,6 +44,11 @@ def test_bad_input_gives_one_clear_line(case, tmp_path, monkeypatch, capsys, no_
             path.write_bytes(content)
         else:
             path.write_text(content.replace("{repo}", str(REPO)))
+    for name, value in case.env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     before = _files(tmp_path)
     monkeypatch.chdir(tmp_path)
     status = main([token.replace("{repo}", str(REPO)) for token in case.argv])

@@ -21,6 +21,7 @@ class Case:
     argv: tuple[str, ...]  # "{repo}" in a token is the repository's root
     expect: str  # a part of the error line: what it names and says to do
     files: dict = field(default_factory=dict)  # path in the case's folder -> text ("{repo}" replaced) or bytes
+    env: dict = field(default_factory=dict)  # environment variables set for the case; None: unset
 
 
 # A training recipe that runs: the bundled model (only its tokenizer loads before the data is checked),
@@ -74,10 +75,10 @@ def train_case(name: str, expect: str, changes: dict | None = None, args: tuple 
 
 
 def pipeline_case(name: str, expect: str, changes: dict | None = None, args: tuple = (), files: dict | None = None,
-                  command: str = "pipeline") -> Case:
+                  command: str = "pipeline", env: dict | None = None) -> Case:
     """`simpo COMMAND recipe.yaml ARGS` (a pipeline stage) with the working pipeline recipe changed."""
     return Case(name, (command, "recipe.yaml", *args), expect,
-                {"recipe.yaml": recipe_text(_changed(PIPELINE, changes or {})), **(files or {})})
+                {"recipe.yaml": recipe_text(_changed(PIPELINE, changes or {})), **(files or {})}, env or {})
 
 
 def rows_case(name: str, expect: str, content: str | bytes, file: str = "pairs.jsonl") -> Case:

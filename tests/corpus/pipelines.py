@@ -93,3 +93,20 @@ CASES += [
     pipeline_case("stage-override-twice", "--generate.temperature is given twice",
                   args=("--generate.temperature", "0.5", "--generate.temperature=0.7"), command="generate"),
 ]
+
+# A pipeline that cannot finish is refused before the first sample, not after generating or training.
+JUDGED = {"eval.benchmarks": ["alpaca_eval"], "eval.judge": "openai:gpt-4o"}
+CASES += [
+    pipeline_case("temperature-zero", "generate.temperature is 0 (greedy)", {"generate.temperature": 0}),
+    pipeline_case("temperature-zero-dry-run", "generate.temperature is 0 (greedy)", {"generate.temperature": 0}, args=("--dry-run",)),
+    pipeline_case("evaluate-without-programmatic-reward", "evaluate needs a programmatic reward",
+                  {"annotate.rewards": [{"type": "reward_model", "model": "./rm"}]}),
+    pipeline_case("openai-judge-without-key", "judge openai:gpt-4o needs an API key", JUDGED, env={"OPENAI_API_KEY": None}),
+    pipeline_case("openai-judge-empty-key", "judge openai:gpt-4o needs an API key", JUDGED, env={"OPENAI_API_KEY": ""}),
+    pipeline_case("openai-judge-official-url-without-key", "needs an API key",
+                  {**JUDGED, "eval.judge_base_url": "https://api.openai.com/v1/"}, env={"OPENAI_API_KEY": None}),
+    pipeline_case("judge-base-url-not-a-url", "eval.judge_base_url 'not a url' is not an endpoint URL",
+                  {**JUDGED, "eval.judge_base_url": "not a url"}, env={"OPENAI_API_KEY": "sk-test"}),
+    pipeline_case("judge-base-url-for-local-judge", "eval.judge_base_url is for openai:MODEL judges only",
+                  {"eval.benchmarks": ["alpaca_eval"], "eval.judge_base_url": "http://localhost:8000/v1"}),
+]

@@ -5,8 +5,13 @@ Read here, below the evaluation code that opens the judge, so that a recipe is c
 
 from __future__ import annotations
 
+import os
+from urllib.parse import urlsplit
+
 from ..errors import RecipeError
 
+OPENAI_URL = "https://api.openai.com/v1"  # an openai: judge's endpoint when no base_url is set
+JUDGED_BENCHMARKS = ("alpaca_eval", "arena_hard")  # the benchmarks a judge scores
 SPEC_FORMS = "openai:MODEL (an OpenAI-compatible endpoint), local:MODEL (a causal LM run here) or reward:MODEL (a reward model)"
 
 
@@ -16,3 +21,26 @@ def judge_kind(spec) -> tuple[str, str]:
     if kind not in ("openai", "local", "reward") or not model.strip():
         raise RecipeError(f"judge {spec!r} is not a judge: write {SPEC_FORMS}")
     return kind, model.strip()
+
+
+def check_base_url(url, where: str) -> None:
+    """An http(s) URL with a host, as a judge's endpoint must be; a RecipeError naming `where` for anything else."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
+        raise RecipeError(f"{where} {url!r} is not an endpoint URL; write one like https://api.openai.com/v1 or http://localhost:8000/v1")
+
+
+def check_judge_ready(spec: str, base_url: str | None, benchmarks, where: str) -> None:
+    """What an `openai:` judge needs before any answer is generated: an endpoint URL, and OPENAI_API_KEY
+    when the endpoint is OpenAI's own (judge_openai asks for a key there only). Nothing is checked when no
+    judged benchmark (alpaca_eval, arena_hard) runs."""
+    kind, _ = judge_kind(spec)
+    if base_url is not None and kind != "openai":
+        raise RecipeError(f"{where}judge_base_url is for openai:MODEL judges only, not {spec!r}: remove it")
+    if base_url is not None:
+        check_base_url(base_url, f"{where}judge_base_url")
+    if kind != "openai" or not any(name in JUDGED_BENCHMARKS for name in benchmarks):
+        return
+    if (base_url or OPENAI_URL).rstrip("/") == OPENAI_URL and not os.environ.get("OPENAI_API_KEY"):
+        raise RecipeError(f"judge {spec} needs an API key for {OPENAI_URL}: set OPENAI_API_KEY, or set {where}judge_base_url "
+                          "to an OpenAI-compatible server (checked before any answer is generated)")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..models.precision import DTYPES
-from .judge import judge_kind
+from .judge import check_judge_ready, judge_kind
 from .keys import recipe_key
 from .limits import SEED, check_range
 from .recipe import Recipe, build_recipe, parse_overrides, read_recipe_file
@@ -250,6 +250,14 @@ class Pipeline:
             section.validate()
         if len(self.generate.seeds) < 2:
             raise RecipeError(f"generate.seeds has {len(self.generate.seeds)} seed; a pair needs two or more responses per prompt")
+        if self.generate.temperature == 0:
+            raise RecipeError(f"generate.temperature is 0 (greedy): each of the {len(self.generate.seeds)} seeds gives the same response, "
+                              "so no prompt has two different responses to pair; set a temperature above 0 (the official 0.8)")
+        if not any(spec["type"] != "reward_model" for spec in self.annotate.rewards):
+            raise RecipeError("evaluate needs a programmatic reward (numeric_answer or constraints) in annotate.rewards to score "
+                              "the held-out answers; add one")
+        if self.eval.benchmarks:
+            check_judge_ready(self.eval.judge, self.eval.judge_base_url, self.eval.benchmarks, "eval.")
         _positive_int(self.rounds, "rounds")
         if self.prompts_per_round not in PROMPTS_PER_ROUND:
             raise RecipeError(f"prompts_per_round must be one of {', '.join(PROMPTS_PER_ROUND)}, got {self.prompts_per_round!r}")
