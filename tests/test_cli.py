@@ -54,3 +54,20 @@ def test_train_help_lists_simpo_and_trainer_keys(capsys):
 
 def test_the_recipe_keys_doc_is_generated_from_the_same_fields():
     assert (REPO / "docs" / "recipe-keys.md").read_text() == markdown(), "regenerate: python -m simpo.config.keys > docs/recipe-keys.md"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["binarize", "--help"]])
+def test_a_closed_pipe_ends_quietly(argv):
+    """`simpo train --help | head -1`: the reader goes away; no BrokenPipeError traceback, the status a
+    shell gives a command ended by SIGPIPE."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "simpo", *argv], stdout=write, stderr=subprocess.PIPE, text=True, timeout=600)
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (141, "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import sys
 
 from .config.recipe import load_recipe
@@ -252,6 +253,21 @@ def version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader of stdout went away (`simpo train --help | head -1`): stop quietly, as a shell
+        # command does; stdout pointed at /dev/null so that Python's own flush at exit finds no pipe.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 128 + 13  # a process ended by SIGPIPE, as the shell reports it
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print(usage(), file=sys.stderr)

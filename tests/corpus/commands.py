@@ -160,3 +160,33 @@ CASES += [
     Case("card-output-twice", ("card", "run", "--output", "a.md", "--output", "b.md"), "--output is given twice"),
     Case("merge-output-twice", ("merge", "run", "--output", "a", "--output=b"), "--output is given twice"),
 ]
+
+# simpo chat with a message that is not UTF-8 (bytes Python keeps as lone surrogates).
+CASES += [
+    Case("chat-prompt-not-utf8", ("chat", "smollm2-135m-instruct", "--prompt", "caf\udce9"), "--prompt is not UTF-8 text"),
+]
+
+
+# simpo plan on a config whose sizes are zero, negative or not numbers: one line naming the key.
+def _plan_config(**changes) -> str:
+    import json
+
+    config = {"model_type": "llama", "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2}
+    return json.dumps({**config, **changes})
+
+
+CASES += [
+    Case(f"plan-config-{name}", (*PLAN, "--config", "config.json"), expect, {"recipe.yaml": recipe_text(TRAIN), "config.json": config})
+    for name, expect, config in (
+        ("hidden-size-zero", "hidden_size", _plan_config(hidden_size=0)),
+        ("layers-negative", "num_hidden_layers", _plan_config(num_hidden_layers=-2)),
+        ("heads-zero", "config.json", _plan_config(num_attention_heads=0)),
+        ("vocab-word", "vocab_size", _plan_config(vocab_size="many")),
+        ("intermediate-fraction", "intermediate_size", _plan_config(intermediate_size=1.5)),
+        ("kv-heads-not-dividing", "num_key_value_heads", _plan_config(num_key_value_heads=3)),
+        ("head-dim-zero", "head_dim", _plan_config(head_dim=0)),
+        ("hidden-not-dividing", "config.json", _plan_config(hidden_size=66)),
+        ("a-list", "config.json", "[1, 2]"),
+    )
+]

@@ -111,3 +111,18 @@ def test_a_bad_option_is_a_one_line_error(tokens, message, tiny_model_dir, capsy
 def test_a_missing_model_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["chat", str(tmp_path / "nowhere"), "--prompt", "hi"]) == 2
     assert capsys.readouterr().err.strip() == f"simpo: error: model folder {tmp_path / 'nowhere'} does not exist"
+
+
+def test_input_that_is_not_utf8_is_one_line_naming_the_line():
+    from simpo.errors import DataError
+    from simpo.stages.chat import converse
+
+    class Echo:
+        def reply(self, text, out, err):
+            out.write(text + "\n")
+
+    lines = io.TextIOWrapper(io.BytesIO("hello\ncaf\u00e9\nnever read\n".encode("latin-1")), encoding="utf-8")  # as stdin
+    out = io.StringIO()
+    with pytest.raises(DataError, match=r"^standard input, line 2: byte 0xe9 is not UTF-8"):
+        converse(Echo(), lines, out, io.StringIO())
+    assert out.getvalue() == "hello\n"

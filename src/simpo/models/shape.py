@@ -66,20 +66,35 @@ class ModelShape:
         model_type = config.get("model_type")
         if model_type not in FAMILIES:
             raise RecipeError(f"{where}: simpo plan knows the layout of {', '.join(FAMILIES)} models, not model_type {model_type!r}")
-        try:
-            heads = int(config["num_attention_heads"])
-            hidden = int(config["hidden_size"])
-            return cls(
-                model_type=model_type, vocab=int(config["vocab_size"]), hidden=hidden,
-                intermediate=int(config["intermediate_size"]), layers=int(config["num_hidden_layers"]), heads=heads,
-                kv_heads=int(config.get("num_key_value_heads") or heads), head_dim=int(config.get("head_dim") or hidden // heads),
-                tied=bool(config.get("tie_word_embeddings", model_type.startswith("gemma"))),
-                attention_bias=bool(config.get("attention_bias")), mlp_bias=bool(config.get("mlp_bias")),
-                logit_softcap=config.get("final_logit_softcapping"), attention_softcap=config.get("attn_logit_softcapping"),
-                silu=(config.get("hidden_act") or config.get("hidden_activation")) == "silu",
-            )
-        except KeyError as err:
-            raise RecipeError(f"{where}: no {err.args[0]} in the model's config") from None
+        def size(key: str, default=None) -> int:
+            """A dimension: a whole number of at least 1 (a config's null or absent value takes `default`)."""
+            value = config.get(key)
+            if value is None:
+                if default is None:
+                    raise RecipeError(f"{where}: no {key} in the model's config")
+                return default
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+                raise RecipeError(f"{where}: {key} must be a whole number of at least 1, got {value!r:.40}")
+            return int(value)
+
+        heads, hidden = size("num_attention_heads"), size("hidden_size")
+        kv_heads = size("num_key_value_heads", heads)
+        if heads % kv_heads:
+            raise RecipeError(f"{where}: num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kv_heads})")
+        if config.get("head_dim") is None and hidden % heads:
+            raise RecipeError(f"{where}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}), and no head_dim is given")
+        softcaps = {key: config.get(key) for key in ("final_logit_softcapping", "attn_logit_softcapping")}
+        for key, value in softcaps.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise RecipeError(f"{where}: {key} must be a positive number or null, got {value!r:.40}")
+        return cls(
+            model_type=model_type, vocab=size("vocab_size"), hidden=hidden, intermediate=size("intermediate_size"),
+            layers=size("num_hidden_layers"), heads=heads, kv_heads=kv_heads, head_dim=size("head_dim", hidden // heads),
+            tied=bool(config.get("tie_word_embeddings", model_type.startswith("gemma"))),
+            attention_bias=bool(config.get("attention_bias")), mlp_bias=bool(config.get("mlp_bias")),
+            logit_softcap=softcaps["final_logit_softcapping"], attention_softcap=softcaps["attn_logit_softcapping"],
+            silu=(config.get("hidden_act") or config.get("hidden_activation")) == "silu",
+        )
 
     @property
     def family(self) -> Family:
@@ -161,6 +176,7 @@ def read_config(path: Path, trust_remote_code: bool = False) -> dict:
     """The config as transformers completes it (defaults of keys the file leaves out included). A
     config whose class is the model's own code is read only when the recipe trusts that code: never
     transformers' question at the terminal."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -177,6 +193,8 @@ def read_config(path: Path, trust_remote_code: bool = False) -> dict:
         raise
     except OSError as err:
         raise RecipeError(f"{path}: cannot be read ({' '.join(str(err).split())[:200]})") from None
-    except ValueError as err:
-        raise RecipeError(f"{path}: not a model config.json ({' '.join(str(err).split())[:200]})") from None
+    except (ValueError, TypeError, ArithmeticError, KeyError, AttributeError, StrictDataclassError) as err:
+        # what transformers' config classes (strict dataclasses of huggingface_hub) raise on bad values
+        reason = " ".join(str(err.__cause__ or err).split())[:200]
+        raise RecipeError(f"{path}: not a model config.json ({reason})") from None
     return config.to_dict()

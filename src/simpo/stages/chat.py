@@ -34,6 +34,11 @@ OPTION_ROWS = option_rows(OPTIONS)
 
 def parse_options(tokens: list[str]) -> argparse.Namespace:
     options = OptionParser.of("simpo chat", "model", OPTIONS).parse_args(tokens)
+    for flag, text in (("--prompt", options.prompt), ("--system", options.system)):
+        try:
+            (text or "").encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, which Python keeps as lone surrogates
+            raise RecipeError(f"{flag} is not UTF-8 text; give the message in UTF-8") from None
     if options.max_new_tokens < 1:
         raise RecipeError(f"--max-new-tokens must be at least 1, got {options.max_new_tokens}")
     if options.temperature < 0:
@@ -127,14 +132,28 @@ class ChatSession:
         return answer
 
 
+def _read_line(lines: TextIO, number: int) -> str:
+    """Line `number` of `lines`, decoded as UTF-8 one line at a time (from the bytes under a text
+    stream, as stdin has them), so that a line that is not UTF-8 is named, never a traceback."""
+    raw = lines.buffer.readline() if hasattr(lines, "buffer") else lines.readline()
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"standard input, line {number}: byte {raw[error.start]:#04x} is not UTF-8; type or pipe UTF-8 text") from None
+
+
 def converse(session: ChatSession, lines: TextIO, out: TextIO, err: TextIO) -> None:
     """Read user turns from `lines` until an empty line, `/exit` or the end; `/reset` starts over."""
     print("chat: an empty line or /exit ends, /reset forgets the conversation", file=err)
+    number = 0
     while True:
         if lines.isatty():
             err.write("> ")
             err.flush()
-        line = lines.readline()
+        number += 1
+        line = _read_line(lines, number)
         text = line.strip()
         if not line or not text or text == "/exit":
             return
