@@ -190,3 +190,18 @@ CASES += [
         ("a-list", "config.json", "[1, 2]"),
     )
 ]
+
+# simpo card on a run folder whose files are not what they claim: the file named, nothing written.
+RUN = {"run/recipe.yaml": recipe_text(TRAIN), "run/trainer_state.json": '{"log_history": []}', "run/config.json": "{}"}
+CASES += [
+    Case("card-recipe-binary", ("card", "run"), "run/recipe.yaml is not a text file", {**RUN, "run/recipe.yaml": b"\x89PNG\r\n\xff\xfe"}),
+    Case("card-recipe-not-a-mapping", ("card", "run"), "run/recipe.yaml must be a mapping", {**RUN, "run/recipe.yaml": "- a\n"}),
+    Case("card-recipe-mixer-a-list", ("card", "run"), "run/recipe.yaml: dataset_mixer is not a mapping",
+         {**RUN, "run/recipe.yaml": recipe_text({**TRAIN, "dataset_mixer": ["pairs"]})}),
+    Case("card-state-not-json", ("card", "run"), "run/trainer_state.json (a file of the run folder): not valid JSON",
+         {**RUN, "run/trainer_state.json": '{"log_history": ['}),
+    Case("card-state-history-a-number", ("card", "run"), "run/trainer_state.json: log_history is not a list",
+         {**RUN, "run/trainer_state.json": '{"log_history": 5}'}),
+    Case("card-run-info-a-list", ("card", "run"), "run/run_info.json (a file of the run folder): holds a JSON array",
+         {**RUN, "run/run_info.json": "[]"}),
+]

@@ -11,15 +11,14 @@ line, `models.card.MARKER`): one the user wrote is refused in one line, left as 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
 
 import yaml
 
-from ..config.recipe_kind import MODEL_FILES
-from ..errors import OptionParser, RecipeError, option_rows
+from ..config.recipe_kind import MODEL_FILES, read_recipe_file
+from ..errors import DataError, OptionParser, RecipeError, option_rows, read_json
 from ..evals.table import load_results
 from ..models.card import BUNDLED_ORIGINS, MARKER, CardFacts, render_card, replaceable
 from ..training.curves import FILENAME as CURVES
@@ -62,8 +61,12 @@ def locate_model(run_dir: Path) -> tuple[Path, Path | None]:
     )
 
 
+_KINDS = {dict: "a mapping", list: "a list", str: "text"}
+
+
 def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A JSON object the run wrote (empty when the file is not there); a damaged one is named."""
+    return read_json(path, dict, DataError, "a file of the run folder") if path.is_file() else {}
 
 
 def _license(base: str) -> str | None:
@@ -122,8 +125,16 @@ def gather_facts(run_dir: str | Path, eval_folder: str | Path | None = None, out
     run_dir = Path(run_dir)
     model_dir, pipeline_dir = locate_model(run_dir)
     output = output or model_dir / "README.md"
-    recipe = yaml.safe_load((model_dir / "recipe.yaml").read_text()) or {}
+    recipe = read_recipe_file(model_dir / "recipe.yaml")
     run_info = _json(model_dir / RUN_INFO)
+    state = _json(model_dir / "trainer_state.json")
+    shapes = (("recipe.yaml", recipe, "model_name_or_path", str), ("recipe.yaml", recipe, "dataset_mixer", dict),
+              ("recipe.yaml", recipe, "dataset_splits", list),
+              ("trainer_state.json", state, "log_history", list), (RUN_INFO, run_info, "local_datasets", list))
+    for file, values, key, kind in shapes:
+        if values.get(key) is not None and not isinstance(values[key], kind):
+            raise DataError(f"{model_dir / file}: {key} is not {_KINDS[kind]} as the training run "
+                            "writes it; the file is damaged: restore it, or train again")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     stop_ids = stop_token_ids(tokenizer)
     folder = Path(eval_folder) if eval_folder is not None else run_dir / "benchmarks"
@@ -134,7 +145,7 @@ def gather_facts(run_dir: str | Path, eval_folder: str | Path | None = None, out
     curves = model_dir / CURVES
     return CardFacts(
         name=(pipeline_dir or model_dir).resolve().name, model_path=str(model_dir), recipe=recipe,
-        log_history=_json(model_dir / "trainer_state.json").get("log_history", []),
+        log_history=state.get("log_history") or [],
         stop_tokens=list(zip(tokenizer.convert_ids_to_tokens(stop_ids), stop_ids)),
         datasets=_datasets(recipe, run_info), run_info=run_info, base_license=_license(recipe.get("model_name_or_path", "")),
         on_policy=_on_policy(pipeline_dir) if pipeline_dir else None,
