@@ -72,7 +72,7 @@ CASES += [
     train_case("optimizer-not-installed", "bitsandbytes", {"optim": "adamw_bnb_8bit"}),
     train_case("optimizer-args-malformed", "optim_args", {"optim": "adafactor", "optim_args": "scale_parameter"}),
     train_case("report-to-not-installed", "wandb", {"report_to": "wandb"}),
-    train_case("eval-without-test-split", "eval_strategy", {"eval_strategy": "steps", "dataset_splits": ["train"]}),
+    train_case("eval-without-test-split", "eval_strategy needs a test split", {"eval_strategy": "steps", "dataset_splits": ["train"]}),
     train_case("best-model-without-eval", "load_best_model_at_end", {"load_best_model_at_end": True}),
     train_case("bf16-and-fp16", "fp16", {"bf16": True, "fp16": True}),
     train_case("on-nonfinite-unknown", "on_nonfinite must be one of stop, skip", {"on_nonfinite": "ignore"}),
@@ -195,4 +195,14 @@ CASES += [
 CASES += [
     train_case("override-twice", "--learning_rate is given twice", args=("--learning_rate", "1e-5", "--learning_rate=2e-5")),
     train_case("override-twice-dry-run", "--beta is given twice", args=("--beta", "2", "--dry-run", "--beta", "3")),
+]
+
+# An evaluation asked for with no test split among dataset_splits: refused by the build (before, the
+# run found it after loading the data, and do_eval was silently off).
+CASES += [
+    train_case("do-eval-without-test-split", "do_eval needs a test split, and dataset_splits ['train'] has none",
+               {"do_eval": True, "dataset_splits": ["train"]}),
+    train_case("eval-on-start-without-test-split", "eval_on_start needs a test split", {"eval_on_start": True, "dataset_splits": ["train_prefs"]}),
+    train_case("eval-without-test-split-dry-run", "eval_strategy needs a test split", {"eval_strategy": "steps", "dataset_splits": ["train"]},
+               args=("--dry-run",)),
 ]

@@ -226,7 +226,7 @@ class RecipeKind:
                 raise RecipeError("dataset_mixer names an empty source ''; name a file, a folder or a hub dataset")
             if not 0 < fraction <= 1:
                 raise RecipeError(f"dataset_mixer[{name!r}] must be a fraction in (0, 1], got {fraction!r}")
-        _check_splits(values.get("dataset_splits"))
+        _check_evaluation(values, _check_splits(values.get("dataset_splits")))
         if not str(values.get("output_dir") or "").strip():
             raise RecipeError(f"output_dir must name a folder, got {values.get('output_dir')!r}; leave it out for {self.output_dir}")
         if values.get("activation_checkpointing_kwargs") is not None:
@@ -263,10 +263,11 @@ def _check_template(template: str) -> None:
         raise RecipeError(f"chat_template is not a valid Jinja template: {err.message} (line {err.lineno} of the template)") from None
 
 
-def _check_splits(splits: list[str] | None) -> None:
-    """dataset_splits: each name once, each a train or a test split by the official rule, one of them train."""
+def _check_splits(splits: list[str] | None) -> list[str]:
+    """dataset_splits: each name once, each a train or a test split by the official rule, one of them
+    train; the role of each (unset: the default train and test)."""
     if splits is None:
-        return
+        return ["train", "test"]
     from ..data.sources import split_role
 
     if not splits:
@@ -280,6 +281,18 @@ def _check_splits(splits: list[str] | None) -> None:
         raise RecipeError(str(err)) from None
     if "train" not in roles:
         raise RecipeError(f"dataset_splits {splits} has no training split; add one whose name contains 'train'")
+    return roles
+
+
+def _check_evaluation(values: dict[str, Any], roles: list[str]) -> None:
+    """An evaluation asked for needs a test split among dataset_splits (the run finds that out only
+    after loading the tokenizer and the data; do_eval would be silently off)."""
+    if "test" in roles:
+        return
+    asked = [key for key in ("eval_strategy", "eval_on_start", "do_eval") if values.get(key) not in (None, False, "no")]
+    if asked:
+        raise RecipeError(f"{asked[0]} needs a test split, and dataset_splits {values['dataset_splits']} has none: add one "
+                          f"(its name containing 'test'), or set {asked[0]}: {'no' if asked[0] == 'eval_strategy' else 'false'}")
 
 
 # What `activation_checkpointing_kwargs` (alias gradient_checkpointing_kwargs) may hold, and each key's
