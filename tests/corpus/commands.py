@@ -205,3 +205,11 @@ CASES += [
     Case("card-run-info-a-list", ("card", "run"), "run/run_info.json (a file of the run folder): holds a JSON array",
          {**RUN, "run/run_info.json": "[]"}),
 ]
+CASES += [
+    Case("eval-openai-judge-without-key", ("eval", "smollm2-135m-instruct", "--benchmarks", "alpaca_eval", "--judge", "openai:gpt-4"),
+         "set OPENAI_API_KEY, or set --judge-base-url", env={"OPENAI_API_KEY": None}),
+    Case("eval-judge-base-url-not-a-url", ("eval", "smollm2-135m-instruct", "--judge", "openai:m", "--judge-base-url", "not a url"),
+         "--judge-base-url 'not a url' is not an endpoint URL"),
+    Case("eval-judge-base-url-for-local", ("eval", "smollm2-135m-instruct", "--judge-base-url", "http://127.0.0.1:9/v1"),
+         "--judge-base-url is for openai:MODEL judges only"),
+]

@@ -17,9 +17,9 @@ from simpo.stages.generate import run_generate
 from simpo.stages.shards import read_stage
 
 
-def _generate_args(model, prompts, out, *extra):
+def _generate_args(model, prompts, out, *extra, max_new_tokens: int = 8):
     return ["--model_name_or_path", str(model), "--generate.prompts", str(prompts), "--generate.output", str(out),
-            "--generate.max_new_tokens", "8", "--generate.seeds", "[13,21,42]", "--generate.shard_size", "2",
+            "--generate.max_new_tokens", str(max_new_tokens), "--generate.seeds", "[13,21,42]", "--generate.shard_size", "2",
             "--generate.batch_size", "4", *extra]
 
 
@@ -49,7 +49,7 @@ def test_generate_killed_mid_run_resumes_without_loss_or_repeat(tiny_model_dir, 
     folder = tiny_model_dir("llama")
     prompts = write_prompts(tmp_path / "prompts", train=12)
     out = tmp_path / "killed"
-    args = _generate_args(folder, prompts, out, "--generate.max_new_tokens", "16")  # 6 shards of 2 prompts
+    args = _generate_args(folder, prompts, out, max_new_tokens=16)  # 6 shards of 2 prompts
     command = [sys.executable, "-m", "simpo.cli", "generate", *args]
     # One thread in the killed process as in this one (one_thread), so both runs compute alike.
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
@@ -69,7 +69,7 @@ def test_generate_killed_mid_run_resumes_without_loss_or_repeat(tiny_model_dir, 
     assert 3 <= len(written) < 6 and not (out / "COMPLETE").exists()
     assert all(len((out / name).read_text().splitlines()) == 2 for name in written)  # each shard whole (its batch spans shards)
     assert main(["generate", *args]) == 0
-    assert main(["generate", *_generate_args(folder, prompts, tmp_path / "whole", "--generate.max_new_tokens", "16")]) == 0
+    assert main(["generate", *_generate_args(folder, prompts, tmp_path / "whole", max_new_tokens=16)]) == 0
     resumed, whole = read_stage(out), read_stage(tmp_path / "whole")
     assert [row["row"] for row in resumed] == list(range(12))
     assert resumed == whole  # nothing lost, nothing twice, the same text as an uninterrupted run

@@ -30,17 +30,17 @@ def check_base_url(url, where: str) -> None:
         raise RecipeError(f"{where} {url!r} is not an endpoint URL; write one like https://api.openai.com/v1 or http://localhost:8000/v1")
 
 
-def check_judge_ready(spec: str, base_url: str | None, benchmarks, where: str) -> None:
+def check_judge_ready(spec: str, base_url: str | None, benchmarks, url_key: str) -> None:
     """What an `openai:` judge needs before any answer is generated: an endpoint URL, and OPENAI_API_KEY
     when the endpoint is OpenAI's own (judge_openai asks for a key there only). Nothing is checked when no
-    judged benchmark (alpaca_eval, arena_hard) runs."""
+    judged benchmark (alpaca_eval, arena_hard) runs. `url_key` names the endpoint's key or option in errors."""
     kind, _ = judge_kind(spec)
     if base_url is not None and kind != "openai":
-        raise RecipeError(f"{where}judge_base_url is for openai:MODEL judges only, not {spec!r}: remove it")
+        raise RecipeError(f"{url_key} is for openai:MODEL judges only, not {spec!r}: remove it")
     if base_url is not None:
-        check_base_url(base_url, f"{where}judge_base_url")
+        check_base_url(base_url, url_key)
     if kind != "openai" or not any(name in JUDGED_BENCHMARKS for name in benchmarks):
         return
     if (base_url or OPENAI_URL).rstrip("/") == OPENAI_URL and not os.environ.get("OPENAI_API_KEY"):
-        raise RecipeError(f"judge {spec} needs an API key for {OPENAI_URL}: set OPENAI_API_KEY, or set {where}judge_base_url "
+        raise RecipeError(f"judge {spec} needs an API key for {OPENAI_URL}: set OPENAI_API_KEY, or set {url_key} "
                           "to an OpenAI-compatible server (checked before any answer is generated)")

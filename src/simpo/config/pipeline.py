@@ -257,7 +257,7 @@ class Pipeline:
             raise RecipeError("evaluate needs a programmatic reward (numeric_answer or constraints) in annotate.rewards to score "
                               "the held-out answers; add one")
         if self.eval.benchmarks:
-            check_judge_ready(self.eval.judge, self.eval.judge_base_url, self.eval.benchmarks, "eval.")
+            check_judge_ready(self.eval.judge, self.eval.judge_base_url, self.eval.benchmarks, "eval.judge_base_url")
         _positive_int(self.rounds, "rounds")
         if self.prompts_per_round not in PROMPTS_PER_ROUND:
             raise RecipeError(f"prompts_per_round must be one of {', '.join(PROMPTS_PER_ROUND)}, got {self.prompts_per_round!r}")

@@ -36,6 +36,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+from ..config.judge import OPENAI_URL
 from ..errors import RecipeError
 from .arena_hard import JUDGE_MAX_TOKENS, V01, V01_JUDGE_ATTEMPTS, V01_LABELS, version_of_category
 from .judge_prompts import alpaca_eval_messages, arena_hard_messages, parse_arena_hard_verdict, parse_arena_hard_verdict_v01
@@ -43,7 +44,6 @@ from .judges import Judge, canonical_verdict, model_preference, shown_order
 
 logger = logging.getLogger("simpo")
 
-OPENAI_URL = "https://api.openai.com/v1"
 _THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)  # a reasoning model's thoughts hold no verdict
 _FINISH = "Please complete your evaluation and end it with your final verdict label."  # v0.1's second request
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.judge import judge_kind
+from ..config.judge import check_judge_ready, judge_kind
 from ..config.recipe import ModelConfig
 from ..config.recipe_kind import MODEL_FILES
 from ..errors import OptionParser, RecipeError
@@ -334,6 +334,7 @@ def run_eval(options: EvalOptions) -> str:
     """Evaluate every model on every chosen benchmark; the markdown table of all results in OUTPUT."""
     judged = any(task_for(name).judged for name in options.benchmarks)
     kind, judge_model = judge_kind(options.judge) if judged else ("", "")
+    check_judge_ready(options.judge, options.judge_base_url, options.benchmarks, "--judge-base-url")  # before any answer
     for model in options.models + ([judge_model] if judged and kind != "openai" else []):
         path = Path(resolve_model_path(model))
         if (path.is_absolute() or model.startswith(".") or path.exists()) and not any((path / file).is_file() for file in MODEL_FILES):
