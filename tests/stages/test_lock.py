@@ -50,7 +50,7 @@ def test_a_second_process_stops_naming_the_holder_until_the_holder_is_killed(tmp
         holder.wait()
         assert json.loads((pairs / LOCK_FILE).read_text())["pid"] == holder.pid  # its lock file stays, stale
         assert main(args) == 0  # and blocks no one
-    assert sorted(os.listdir(pairs)) == ["COMPLETE", "manifest.json", "test.jsonl", "train.jsonl"]  # the lock file went with the lock
+    assert sorted(os.listdir(pairs)) == ["COMPLETE", "manifest.json", "stats.json", "test.jsonl", "train.jsonl"]  # the lock file went with the lock
 
 
 def test_one_process_nests_locks_and_leaves_nothing_it_did_not_write(tmp_path):

@@ -89,7 +89,8 @@ def test_zero3_trains_as_one_process_with_accumulation_2(sharded):
         # The gradient norm is summed over partitions, not whole tensors: the clipped update differs in the last bits.
         assert ours["grad_norm"] > 0.3 and ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-5)
         for key in STEP_KEYS:  # a margin is the difference of two rewards: their rounding, absolute
-            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-5 if key == "rewards/margins" else 1e-6), key
+            # rel 3e-5: on an Intel Xeon (AVX512, fp32) rewards/rejected differed by 1.5e-5 relative (AMD Zen 4: within 1e-5)
+            assert ours[key] == pytest.approx(theirs[key], rel=3e-5, abs=1e-5 if key == "rewards/margins" else 1e-6), key
     # The step-0 evaluation (run inside train() under DeepSpeed) and the last, over both processes' pairs.
     # The weights differ in their last bits (see below), so the metrics do too; a margin is the
     # difference of two rewards of about 1.6, so it gets an absolute tolerance.
