@@ -14,6 +14,8 @@ from .ops.allocator import keep_freed_memory
 COMMANDS = {  # verb: (usage, what it does)
     "train": ("simpo train RECIPE.yaml [--key value ...] [--nproc N] [--dry-run]",
               "SimPO (or a baseline) on preference pairs; --nproc N: as N processes under accelerate launch"),
+    "sweep": ("simpo sweep RECIPE.yaml --key v1,v2[,...] [--key v1,v2 ...] [--key value ...] [--processes N] [--dry-run]",
+              "train every combination of the values on the same pairs, as simpo train would, and compare them in one table"),
     "sft": ("simpo sft RECIPE.yaml [--key value ...] [--nproc N] [--dry-run]",
             "supervised fine-tuning on conversations (loss on the assistant's turns), packed; the base-model route's first step"),
     "generate": ("simpo generate [RECIPE.yaml] [--key value ...]", "sample N responses per prompt from the policy"),
@@ -57,6 +59,7 @@ def command_help(name: str) -> str:
     from .stages.inspect import OPTION_ROWS as INSPECT_OPTIONS
     from .stages.merge import OPTION_ROWS as MERGE_OPTIONS
     from .stages.plan import OPTION_ROWS as PLAN_OPTIONS
+    from .stages.sweep import OPTION_ROWS as SWEEP_OPTIONS
 
     synopsis, what = COMMANDS[name]
     if name == "eval":
@@ -69,6 +72,7 @@ def command_help(name: str) -> str:
         "train": [("model", key_rows(ModelConfig)), ("data", key_rows(DataConfig)),
                   ("loss and data path", key_rows(SimPOConfig, names=OWN_TRAINING_KEYS)),
                   ("transformers.TrainingArguments", key_rows(TrainingArguments))],
+        "sweep": [("sweep", SWEEP_OPTIONS), ("training: every key of `simpo train --help`", [])],
         "sft": _sft_sections(key_rows, TrainingArguments),
         "generate": [("model", model_keys), ("generate", key_rows(SECTIONS["generate"], "generate."))],
         "annotate": [("annotate", key_rows(SECTIONS["annotate"], "annotate."))],
@@ -126,6 +130,16 @@ def _train(tokens: list[str]) -> int | None:
     from .stages.train import run_training
 
     run_training(recipe)
+
+
+def _sweep(tokens: list[str]) -> None:
+    from .stages.sweep import describe, parse_sweep, run_sweep
+
+    sweep = parse_sweep(tokens)
+    if "--dry-run" in tokens:
+        print(describe(sweep))
+    else:
+        run_sweep(sweep)
 
 
 def _sft(tokens: list[str]) -> int | None:
@@ -234,6 +248,7 @@ def _prepare_model(tokens: list[str]) -> None:
 
 STAGES = {
     "train": _train,
+    "sweep": _sweep,
     "sft": _sft,
     **{name: _stage(name) for name in ("generate", "annotate", "binarize", "evaluate", "pipeline")},
     "eval": _eval,

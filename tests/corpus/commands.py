@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import PIPELINE, TRAIN, Case, recipe_text
+from . import PIPELINE, TRAIN, Case, pipeline_case, recipe_text
 
 CASES = [
     Case("no-command-option", ("--verbose",), "--verbose"),
@@ -212,4 +212,26 @@ CASES += [
          "--judge-base-url 'not a url' is not an endpoint URL"),
     Case("eval-judge-base-url-for-local", ("eval", "smollm2-135m-instruct", "--judge-base-url", "http://127.0.0.1:9/v1"),
          "--judge-base-url is for openai:MODEL judges only"),
+]
+
+def _sweep(name: str, expect: str, args: tuple, files: dict | None = None) -> Case:
+    """`simpo sweep recipe.yaml ARGS` on the working training recipe."""
+    return Case(name, ("sweep", "recipe.yaml", *args), expect, {"recipe.yaml": recipe_text(TRAIN), **(files or {})})
+
+
+# simpo sweep: value lists it cannot take, nothing to sweep, a folder it cannot use
+CASES += [
+    Case("sweep-no-recipe", ("sweep", "--beta", "1,2"), "simpo sweep RECIPE.yaml"),
+    _sweep("sweep-unknown-key", "unknown recipe key 'betta' in --betta; did you mean 'beta'?", args=("--betta", "1,2")),
+    _sweep("sweep-empty-value", "--learning_rate '1e-6,,2e-6' has an empty value", args=("--learning_rate", "1e-6,,2e-6")),
+    _sweep("sweep-value-not-a-number", "beta must be a finite number or none, got 'ten' (--beta)", args=("--beta", "2.5,ten")),
+    _sweep("sweep-value-out-of-range", "beta must be > 0, got -1.0", args=("--beta", "-1,2")),
+    _sweep("sweep-same-value-twice", "2.5 and 2.50 are the same value of beta", args=("--beta", "2.5,2.50")),
+    _sweep("sweep-nothing-swept", "nothing to sweep (zero combinations)", args=("--beta", "2.5")),
+    _sweep("sweep-output-dir-swept", "output_dir cannot be swept", args=("--output_dir", "a,b", "--beta", "1,2")),
+    _sweep("sweep-processes-negative", "--processes takes a number", args=("--beta", "1,2", "--processes", "-1")),
+    _sweep("sweep-folder-holds-a-run", "output_dir out holds a training run", args=("--beta", "1,2"),
+           files={"out/trainer_state.json": "{}"}),
+    pipeline_case("sweep-pipeline-section-swept", "generate.seeds cannot be swept", args=("--generate.seeds", "1,2"), command="sweep"),
+    pipeline_case("sweep-pipeline-without-pairs", "run/pairs is not complete: run simpo pipeline", args=("--beta", "1,2"), command="sweep"),
 ]

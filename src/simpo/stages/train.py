@@ -29,8 +29,23 @@ logger = logging.getLogger("simpo")
 SUMMARY_KEYS = ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss")
 
 
-def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
-    """Train, save everything to `output_dir`, and return the held-out metrics before and after."""
+def encode_pairs(recipe: Recipe) -> tuple:
+    """(tokenizer, train set, test set or None): the recipe's pairs tokenized as training reads them.
+    They depend on the model and data sections and on `ENCODING_KEYS` only."""
+    args = recipe.training
+    tokenizer = load_tokenizer(recipe.model)
+    encoder = PairEncoder.for_recipe(tokenizer, args, recipe.model.model_name_or_path)
+    with args.main_process_first(desc="tokenizing the dataset"):
+        train_set, test_set = build_pair_datasets(recipe.data, encoder, seed=args.seed)
+    return tokenizer, train_set, test_set
+
+
+ENCODING_KEYS = ("max_length", "max_prompt_length", "truncation_mode", "tokenization", "seed")  # the training keys encode_pairs reads
+
+
+def run_training(recipe: Recipe, encoded: tuple | None = None) -> dict[str, dict[str, float]]:
+    """Train, save everything to `output_dir`, and return the held-out metrics before and after.
+    `encoded`: what `encode_pairs(recipe)` returns, when the caller already has it (`simpo sweep`)."""
     from transformers import set_seed
 
     start = time.perf_counter()
@@ -41,10 +56,7 @@ def run_training(recipe: Recipe) -> dict[str, dict[str, float]]:
     if args.use_peft:
         check_targets_before_loading(recipe.model, args.lora_target_modules)
     set_seed(args.seed)
-    tokenizer = load_tokenizer(recipe.model)
-    encoder = PairEncoder.for_recipe(tokenizer, args, recipe.model.model_name_or_path)
-    with args.main_process_first(desc="tokenizing the dataset"):
-        train_set, test_set = build_pair_datasets(recipe.data, encoder, seed=args.seed)
+    tokenizer, train_set, test_set = encoded or encode_pairs(recipe)
     if test_set is None and args.eval_strategy != "no":
         raise RecipeError(f"eval_strategy needs a test split, and {list(recipe.data.dataset_mixer)} has none "
                           f"among {recipe.data.dataset_splits}: add one, or set eval_strategy: no")

@@ -107,7 +107,7 @@ def recipe_differences(old: dict[str, Any], new: dict[str, Any], kind=TRAINING) 
     return found
 
 
-def _show(value: Any) -> str:
+def recipe_text(value: Any) -> str:
     """A value as a recipe writes it: 0.001, true, null, {data/pairs: 1.0}."""
     text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
     return text.removesuffix("...").strip()
@@ -148,7 +148,7 @@ def check_output_dir(output_dir, recipe_values: dict[str, Any], overwrite: bool,
                           f"with this recipe cannot be told; {how}")
     differences = recipe_differences(old, recipe_values, kind)
     if differences:
-        listed = ", ".join(f"{key}: {_show(before)} -> {_show(after)}" for key, before, after in differences)
+        listed = ", ".join(f"{key}: {recipe_text(before)} -> {recipe_text(after)}" for key, before, after in differences)
         raise RecipeError(f"output_dir {folder} holds a run made with another recipe ({listed}); {how}")
 
 
