@@ -321,7 +321,7 @@ def write_figure(rows: list[dict], axes: dict[str, list[str]], target: Path) -> 
 
     panels = [(title, key) for title, key in PANELS if any(row.get(key) is not None for row in rows)]
     first, *others = axes
-    columns = min(len(panels), 3)
+    columns = 2 if len(panels) == 4 else min(len(panels), 3)
     height = -(-len(panels) // columns)  # panel rows
     figure = Figure(figsize=(13, 3.8 * height), layout="constrained")
     figure.suptitle(f"{target.parent.name}: {len(rows)} trials")
