@@ -1,5 +1,5 @@
-"""The architecture as a rule: stages never import one another (but `pipeline`), and pure math and
-the error types import no transformers."""
+"""The architecture as a rule: stages never import one another (but `pipeline` and `sweep`, which run
+others), and pure math and the error types import no transformers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO
 
 STAGES = REPO / "src" / "simpo" / "stages"
-STAGE_NAMES = {"train", "sft", "generate", "annotate", "binarize", "evaluate", "eval", "card", "chat", "inspect", "plan", "merge", "pipeline"}
+STAGE_NAMES = {"train", "sft", "generate", "annotate", "binarize", "evaluate", "eval", "card", "chat", "inspect", "plan", "merge", "pipeline", "sweep"}
 
 
 def _imported_stages(path) -> set[str]:
@@ -26,13 +26,17 @@ def _imported_stages(path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_NAMES - {"pipeline"}))
+@pytest.mark.parametrize("stage", sorted(STAGE_NAMES - {"pipeline", "sweep"}))
 def test_a_stage_imports_no_other_stage(stage):
     assert _imported_stages(STAGES / f"{stage}.py") == set()
 
 
 def test_the_pipeline_runs_the_other_stages():
-    assert _imported_stages(STAGES / "pipeline.py") == STAGE_NAMES - {"pipeline", "chat", "sft", "inspect", "plan", "merge"}
+    assert _imported_stages(STAGES / "pipeline.py") == STAGE_NAMES - {"pipeline", "chat", "sft", "inspect", "plan", "merge", "sweep"}
+
+
+def test_the_sweep_runs_train_and_evaluate():
+    assert _imported_stages(STAGES / "sweep.py") == {"train", "evaluate"}
 
 
 @pytest.mark.parametrize("module", ["simpo.errors", "simpo.training.losses", "simpo.stages.shards", "simpo.stages.lock", "simpo.stages.pipeline_record",
