@@ -48,6 +48,7 @@ bench: model
 	$(PY) benchmarks/mmlu_lm_eval.py
 	$(PY) benchmarks/processes.py
 	$(PY) benchmarks/resume.py
+	$(PY) benchmarks/sweep.py
 	$(PY) benchmarks/sharded_head.py
 
 # vLLM's CPU build in its own environment (.venv-vllm): it pins transformers below simpo's pin

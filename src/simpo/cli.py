@@ -135,7 +135,7 @@ def _train(tokens: list[str]) -> int | None:
 def _sweep(tokens: list[str]) -> None:
     from .stages.sweep import describe, parse_sweep, run_sweep
 
-    sweep = parse_sweep(tokens)
+    sweep = parse_sweep([token for token in tokens if token != "--dry-run"])
     if "--dry-run" in tokens:
         print(describe(sweep))
     else:

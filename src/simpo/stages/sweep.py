@@ -130,14 +130,13 @@ def _load(path: str, overrides: dict, pipeline: bool) -> Recipe | Pipeline:
 
 
 def parse_sweep(tokens: list[str]) -> Sweep:
-    """`RECIPE.yaml [--key v1,v2 ...] [--key value ...] [--processes N] [--dry-run]`, every trial's recipe built and checked."""
+    """`RECIPE.yaml [--key v1,v2 ...] [--key value ...] [--processes N]`, every trial's recipe built and checked."""
     if not tokens or tokens[0].startswith("--"):
         raise RecipeError("simpo sweep needs a recipe file: simpo sweep RECIPE.yaml --learning_rate 5e-7,1e-6 [--key value ...]")
     path, options = tokens[0], parse_overrides(tokens[1:])
     processes = convert(options.pop("processes", 0), int, "--processes")
     if processes < 0:
         raise RecipeError(f"--processes takes a number of processes at a time, 1 or more (0: all trials in this process); got {processes}")
-    options.pop("dry-run", None)
     axes, overrides = {}, {}
     for key, value in options.items():
         values = _axis(key, value) if isinstance(value, str) and "," in value else None
@@ -307,7 +306,8 @@ def _write_report(sweep: Sweep, table: str, seconds: float, trained: int) -> Non
         f"each trial's is in its folder's {RECIPE_FILE}.", "",
         table, "",
         "Losses and rewards: each trial's last evaluation on the recipe's test split (after training), its train loss the "
-        f"mean over training; train s: its `simpo train` seconds.{held_out} This command trained {trained} trials in "
+        f"mean over training; train s: the seconds its {RUN_INFO} records (trials in one process share the tokenizing, "
+        f"which is not in them).{held_out} This command trained {trained} trials in "
         f"{seconds:.0f} s.", "", f"![the trials]({FIGURE})", "",
     ])
     write_atomic(sweep.folder / REPORT, text)
