@@ -2,7 +2,7 @@
 plain batched `model.generate`, on the same prompts with the same settings.
 
     python benchmarks/generation.py                  # the pipeline's settings (below), dtype auto
-    python benchmarks/generation.py --long           # long answers: 96 AlpacaEval instructions x 1 seed, 512 new tokens
+    python benchmarks/generation.py --long           # long answers: 100 AlpacaEval instructions x 2 seeds, 512 new tokens
     python benchmarks/generation.py --dtype float32 --engines simpo,previous
 
 The pipeline's settings: the bundled arithmetic prompts (data/verifiable-prompts), 240 of them x the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ def matmul_peak(dtype) -> float:
 
     a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     best = float("inf")
-    for _ in range(6):
+    for _ in range(30):  # the best of many: a busy machine slows some
         start = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - start)
@@ -50,6 +51,9 @@ def worker(engine: str, settings: dict) -> None:
     """Generate as `engine` does and print the tokens generated (run in a process of its own)."""
     if engine == "previous":
         sys.path.insert(0, settings["previous_src"])
+    elif engine.startswith("simpo@"):  # this script's engine from the tree of another commit
+        sys.path.insert(0, str(worktree(engine.split("@", 1)[1]) / "src"))
+        engine = "simpo"
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -97,20 +101,25 @@ def worker(engine: str, settings: dict) -> None:
     print(json.dumps({"tokens": tokens}))
 
 
-def previous_tree() -> Path:
-    folder = Path(tempfile.gettempdir()) / f"simpo-{PREVIOUS}"
+def worktree(commit: str) -> Path:
+    """A git worktree of `commit`, made once in the temporary folder."""
+    folder = Path(tempfile.gettempdir()) / f"simpo-{commit}"
     if not folder.is_dir():
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), PREVIOUS], check=True, capture_output=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), commit], check=True, capture_output=True)
     return folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--long", action="store_true", help="96 AlpacaEval instructions x 1 seed, 512 new tokens, 16 a batch")
-    parser.add_argument("--prompts", type=int, help="how many prompts (default 240, --long 96)")
-    parser.add_argument("--batch-size", type=int, help="prompts a batch (default 96, --long 16)")
+    parser.add_argument("--long", action="store_true", help="the evaluation's long answers: 100 AlpacaEval instructions x 2 seeds, "
+                        "temperature 0.5, top_p 1.0, 512 new tokens, generate.batch_size's default a batch")
+    parser.add_argument("--prompts", type=int, help="how many prompts (default 240, --long 100)")
+    parser.add_argument("--seeds", type=int, help="how many seeds (default 5, --long 2)")
+    parser.add_argument("--batch-size", type=int, help="prompts a batch (default 96, --long generate.batch_size's default)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--engines", default="simpo,previous,generate", help="any of simpo, previous, generate, generate_batch")
+    parser.add_argument("--engines", default="simpo,previous,generate",
+                        help="any of simpo, simpo@COMMIT (simpo's engine at that commit), previous, generate, generate_batch")
+    parser.add_argument("--repeat", type=int, default=1, help="run the engines this many times, alternating; ratios of the best")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -132,16 +141,20 @@ def main() -> None:
     dtype = resolve_dtype(options.dtype)
     folder = bundled_model_dir("smollm2-135m-instruct")
     renderer = PromptRenderer(AutoTokenizer.from_pretrained(folder))
-    count = options.prompts or (96 if options.long else 240)
+    from simpo.config.pipeline import GenerateConfig
+
+    count = options.prompts or (100 if options.long else 240)
     if options.long:
         questions = [item["instruction"] for item in alpaca_eval("offline")[1][:count]]
     else:
         questions = [row.prompt for row in read_prompts(str(REPO / "data/verifiable-prompts"), "train", count, unique=True)[0]]
     settings = {
         "model": str(folder), "dtype": dtype, "prompts": [renderer.ids(prompt_messages(q, "")) for q in questions],
-        "seeds": SEEDS[:1] if options.long else SEEDS, "batch_size": options.batch_size or (16 if options.long else 96),
-        "shard_size": 48, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 512 if options.long else 64,
-        "stop_ids": renderer.stop_ids, "previous_src": str(previous_tree() / "src"),
+        "seeds": SEEDS[: options.seeds or (2 if options.long else 5)],
+        "batch_size": options.batch_size or (GenerateConfig().batch_size if options.long else 96),
+        "shard_size": 48, "temperature": 0.5 if options.long else 0.8, "top_p": 1.0 if options.long else 0.95,
+        "max_new_tokens": 512 if options.long else 64,
+        "stop_ids": renderer.stop_ids, "previous_src": str(worktree(PREVIOUS) / "src"),
     }
     config = AutoConfig.from_pretrained(folder)
     from transformers import AutoModelForCausalLM
@@ -150,25 +163,30 @@ def main() -> None:
     peak = matmul_peak(getattr(torch, dtype))
     print(f"{describe()}; SmolLM2-135M-Instruct ({parameters / 1e6:.1f}M parameters) {dtype}, matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{len(settings['prompts'])} prompts x {len(settings['seeds'])} seeds, {settings['batch_size']} prompts a batch, "
-          f"max_new_tokens {settings['max_new_tokens']}, temperature 0.8, top_p 0.95")
-    print("| engine | tokens | seconds (whole process) | tokens/s | decode MFU |\n|---|---|---|---|---|")
+          f"max_new_tokens {settings['max_new_tokens']}, temperature {settings['temperature']}, top_p {settings['top_p']}")
+    print("| engine | tokens | seconds (whole process) | CPU seconds | tokens/s | decode MFU |\n|---|---|---|---|---|---|")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         json.dump(settings, file)
-    rates = {}
-    for engine in options.engines.split(","):
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, "--worker", engine, "--settings", file.name], capture_output=True, text=True,
-                              env={**os.environ, "TQDM_DISABLE": "1"})
-        seconds = time.perf_counter() - start
-        if done.returncode:
-            sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
-        tokens = json.loads(done.stdout.strip().splitlines()[-1])["tokens"]
-        rates[engine] = tokens / seconds
-        print(f"| {engine} | {tokens} | {seconds:.1f} | {rates[engine]:.1f} | {rates[engine] * 2 * parameters / peak:.1%} |", flush=True)
-    for other in ("previous", "generate", "generate_batch"):
-        if "simpo" in rates and other in rates:
-            print(f"simpo / {other}: {rates['simpo'] / rates[other]:.2f}x")
-
+    rates: dict[str, list[float]] = {}
+    for _ in range(options.repeat):  # engines alternate, so that a change in the machine's load falls on all of them
+        for engine in options.engines.split(","):
+            start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            done = subprocess.run([sys.executable, __file__, "--worker", engine, "--settings", file.name], capture_output=True,
+                                  text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            seconds, used = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode:
+                sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
+            tokens = json.loads(done.stdout.strip().splitlines()[-1])["tokens"]
+            rates.setdefault(engine, []).append(tokens / seconds)
+            cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+            print(f"| {engine} | {tokens} | {seconds:.1f} | {cpu_seconds:.1f} | {tokens / seconds:.1f} | "
+                  f"{tokens / seconds * 2 * parameters / peak:.1%} |", flush=True)
+    best = {engine: max(values) for engine, values in rates.items()}
+    if options.repeat > 1:
+        print("best of each: " + ", ".join(f"{engine} {rate:.1f} tokens/s ({rate * 2 * parameters / peak:.1%})" for engine, rate in best.items()))
+    for other in [engine for engine in best if engine != "simpo"]:
+        if "simpo" in best:
+            print(f"simpo / {other}: {best['simpo'] / best[other]:.2f}x")
 
 if __name__ == "__main__":
     main()

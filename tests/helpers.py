@@ -156,3 +156,9 @@ def lock_holder(folder: Path):
             yield process
         finally:
             process.kill()
+
+
+def greedy(backend, prompts: list[list[int]], max_new_tokens: int, copies: int = 1) -> tuple[list, int]:
+    """A backend's greedy answers to `prompts` in one shard (`copies` rows each, prompt-major) and the tokens generated."""
+    [(_, responses, tokens)] = backend.sample_shards([prompts], list(range(copies)), 0.0, 1.0, max_new_tokens)
+    return [text for texts in responses for text in texts], tokens

@@ -40,7 +40,8 @@ def engine_answers(setup, model_path, tmp_path_factory):
 
 def test_greedy_answers_equal_simpos_engine_in_fp32(setup, engine_answers):
     prompts, vllm = setup
-    answers, tokens = vllm.generate(prompts, None, 0.0, 1.0, GREEDY_TOKENS)
+    [(_, rows, tokens)] = vllm.sample_shards([prompts], [0], 0.0, 1.0, GREEDY_TOKENS)
+    answers = [answer for [answer] in rows]
     assert len(prompts) == 100
     differ = [i for i, (a, b) in enumerate(zip(answers, engine_answers)) if (str(a), a.tokens, a.truncated) != b]
     assert differ == [], [(str(answers[i]), engine_answers[i]) for i in differ[:3]]
@@ -59,6 +60,6 @@ def test_each_sample_is_reproducible_by_its_seed_whatever_shared_its_batch(setup
     again = {(5, 21): apart[0][1][0][0], (5, 13): apart[0][1][0][1], (2, 21): apart[0][1][1][0], (2, 13): apart[0][1][1][1],
              (0, 21): apart[1][1][0][0], (0, 13): apart[1][1][0][1]}
     assert {key: str(samples[key]) for key in again} == {key: str(text) for key, text in again.items()}
-    alone, _ = vllm.generate([first[3]], 13, 0.8, 0.95, 24)
-    assert str(alone[0]) == str(samples[(3, 13)])
+    [(_, [[alone]], _)] = vllm.sample_shards([[first[3]]], [13], 0.8, 0.95, 24)
+    assert str(alone) == str(samples[(3, 13)])
     assert sum(samples[(i, 13)] != samples[(i, 21)] for i in range(6)) >= 4  # the seeds do differ

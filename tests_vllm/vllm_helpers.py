@@ -32,8 +32,8 @@ model, prompts, max_new_tokens = sys.argv[1], json.loads(open(sys.argv[2]).read(
 config = ModelConfig(model_name_or_path=model)
 tokenizer = load_tokenizer(config)
 backend = open_backend("transformers", config, tokenizer, PromptRenderer(tokenizer).stop_ids, 32, "float32")
-texts, _ = backend.generate(prompts, None, 0.0, 1.0, max_new_tokens)
-print(json.dumps([[str(t), t.tokens, t.truncated] for t in texts]))
+[(_, rows, _)] = backend.sample_shards([prompts], [0], 0.0, 1.0, max_new_tokens)  # greedy: the seed is unused
+print(json.dumps([[str(t), t.tokens, t.truncated] for [t] in rows]))
 """
 
 

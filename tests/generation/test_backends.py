@@ -5,6 +5,7 @@ import importlib.util
 
 import pytest
 import torch
+from helpers import greedy
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from simpo.data.bundled import make_prompts, make_rows
@@ -21,8 +22,8 @@ def test_batched_generation_equals_one_prompt_at_a_time(tiny_model_dir):
     questions = [row["prompt"] for row in make_prompts(3, seed=1) + make_rows(3, seed=1)]
     prompts = [renderer.ids(prompt_messages(question, "")) for question in questions]
     assert len({len(ids) for ids in prompts}) > 1  # different lengths: left padding is exercised
-    batched, tokens = TransformersBackend(model, tokenizer, renderer.stop_ids, 6).generate(prompts, None, 0.0, 1.0, 12)
-    single, single_tokens = TransformersBackend(model, tokenizer, renderer.stop_ids, 1).generate(prompts, None, 0.0, 1.0, 12)
+    batched, tokens = greedy(TransformersBackend(model, tokenizer, renderer.stop_ids, 6), prompts, 12)
+    single, single_tokens = greedy(TransformersBackend(model, tokenizer, renderer.stop_ids, 1), prompts, 12)
     assert batched == single and tokens == single_tokens and tokens > 0
 
 
@@ -44,7 +45,7 @@ def smollm2_prompts(smollm2_dir):
 
 def test_greedy_decoding_equals_transformers_generate_as_finished_rows_leave(smollm2_prompts):
     model, tokenizer, renderer, prompts = smollm2_prompts
-    ours, _ = TransformersBackend(model, tokenizer, renderer.stop_ids, 4).generate(prompts, None, 0.0, 1.0, 32)
+    ours, _ = greedy(TransformersBackend(model, tokenizer, renderer.stop_ids, 4), prompts, 32)
     theirs = []
     for ids in prompts:  # one at a time: no padding, transformers' own loop
         output = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=32,
@@ -60,8 +61,8 @@ def test_greedy_decoding_equals_transformers_generate_as_finished_rows_leave(smo
 def test_copies_of_a_prompt_share_its_prefill_and_equal_separate_runs(smollm2_prompts):
     model, tokenizer, renderer, prompts = smollm2_prompts
     backend = TransformersBackend(model, tokenizer, renderer.stop_ids, 4)
-    single, single_tokens = backend.generate(prompts, None, 0.0, 1.0, 16)
-    copies, copies_tokens = backend.generate(prompts, None, 0.0, 1.0, 16, copies=3)
+    single, single_tokens = greedy(backend, prompts, 16)
+    copies, copies_tokens = greedy(backend, prompts, 16, copies=3)
     assert copies == [text for text in single for _ in range(3)] and copies_tokens == 3 * single_tokens
 
 

@@ -1,6 +1,7 @@
 """Continuous batching: greedy decoding equals transformers' own `generate` one prompt at a time
-(refilling finished rows' places, rebuilding the batch, dropping unused cache columns and, on
-Gemma-2 and Gemma-3, sliding windows crossed on the way), and no request is lost or duplicated."""
+(refilling finished rows' places, moving rows into finished rows' places, rebuilding the batch,
+dropping unused cache columns and, on Gemma-2 and Gemma-3, sliding windows crossed on the way), and
+no request is lost or duplicated."""
 
 import pytest
 import torch
@@ -30,13 +31,14 @@ def test_greedy_tokens_equal_generate_through_refills_rebuilds_and_column_drops(
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     prompts = _prompts(tokenizer, 9, seed=0)
+    prompts[-1] = (prompts[-1] * 50)[:150]  # a long prompt last, wider than the batch's buffers: the batch is rebuilt around it
     # Tokens the prompts' answers hold at different steps as stop tokens, so that rows end at
     # different steps and others take their places.
     unstopped = [_reference(model, prompt, [-1], 40) for prompt in prompts]
     stop_ids = [tokenizer.eos_token_id, *{unstopped[i][2 + 5 * i] for i in range(0, 8, 2)}]
     expected = [_reference(model, prompt, stop_ids, 40) for prompt in prompts]
     assert len({len(tokens) for tokens in expected}) >= 3 and max(map(len, expected)) == 40
-    calls = {"place": 0, "splice": 0}
+    calls = {"place": 0, "splice": 0, "keep_rows": 0, "drop_columns": 0}
     from simpo.generation import kv_cache
 
     for name in calls:
@@ -50,7 +52,8 @@ def test_greedy_tokens_equal_generate_through_refills_rebuilds_and_column_drops(
     engine = Engine(model, Sampler(0.0, 1.0), stop_ids, tokenizer.pad_token_id, 40, max_rows=3)
     results = dict(engine.run([Request(prompt, [None]) for prompt in prompts]))
     assert [results[i][0] for i in range(len(prompts))] == expected
-    assert calls["place"] and calls["splice"]  # rows took finished rows' places, and the batch was rebuilt
+    # rows took finished rows' places, the batch was rebuilt, rows moved into finished rows' places, columns were dropped
+    assert all(calls.values()), calls
     if kind != "llama":
         assert max(len(p) + len(t) for p, t in zip(prompts, expected)) > model.config.sliding_window
 

@@ -66,3 +66,26 @@ def test_decoding_with_the_growing_cache_gives_the_same_logits(tiny_model_dir):
         logits.append(torch.stack(steps))
     assert any(isinstance(layer, GrowingLayer) for layer in growing_cache(model.config).layers)
     torch.testing.assert_close(logits[0], logits[1], rtol=0, atol=0)
+
+
+def test_rows_move_and_columns_drop_within_the_buffer_until_its_spare_is_filled():
+    layer = GrowingLayer(spare=5)
+    keys, values = _states(4, 10, 0)
+    layer.update(keys, values)
+    buffer = layer.key_buffer
+    assert buffer.shape[-2] == 15  # 10 filled + the 5 to spare
+    layer.drop_columns(3)
+    assert layer.get_seq_length() == 7 and torch.equal(layer.keys, keys[:, :, 3:])
+    layer.keep_rows(2, torch.tensor([3]), torch.tensor([0]))  # the first 2 rows kept, row 3 moved into row 0's place
+    assert torch.equal(layer.keys, keys[[3, 1], :, 3:]) and torch.equal(layer.values, values[[3, 1], :, 3:])
+    new = _states(2, 2, 1)
+    layer.update(*new)
+    assert layer.key_buffer.data_ptr() == buffer.data_ptr()  # nothing reallocated so far
+    assert torch.equal(layer.keys[:, :, -2:], new[0]) and torch.equal(layer.keys.whole[:, :, :9], layer.keys)
+    layer.drop_columns(-3)  # the dropped columns come back (their entries stale, for the mask to hide)
+    assert layer.get_seq_length() == 12 and torch.equal(layer.values[:, :, 3:10], values[[3, 1], :, 3:])
+    layer.drop_columns(2)
+    more = _states(2, 4, 2)
+    layer.update(*more)  # past the spare: a new buffer with the 10 filled columns and the 4 new, an eighth more (at least 16)
+    assert layer.first == 0 and layer.get_seq_length() == 14 and layer.key_buffer.shape[-2] == 14 + 16
+    assert torch.equal(layer.keys[:, :, 1:8], keys[[3, 1], :, 3:]) and torch.equal(layer.keys[:, :, -4:], more[0])

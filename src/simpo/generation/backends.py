@@ -1,5 +1,5 @@
-"""Sampling engines with one interface: `generate(prompt_ids, seed, temperature, top_p, max_new_tokens)`
-for one response per prompt, and `sample_shards(shards, seeds, ...)` for one per prompt and seed.
+"""Sampling engines with one interface: `sample_shards(shards, seeds, temperature, top_p, max_new_tokens)`,
+one response per prompt and seed, each shard given back when its last response is in.
 
 - `transformers`: continuous batching (`generation.engine`): all samples of a prompt share its
   prefill, finished rows leave the batch and waiting prompts take their places, across shards;
@@ -48,9 +48,9 @@ class Response(str):
         return response
 
 
-def stream_seed(seed: int, prompt: list[int], sample: int = 0) -> int:
-    """The random stream of one sample: from the seed, the prompt's tokens and the sample's number."""
-    return int(hashlib.sha256(json.dumps([seed, sample, prompt]).encode()).hexdigest()[:15], 16)
+def stream_seed(seed: int, prompt: list[int]) -> int:
+    """The random stream of one sample: from its seed and its prompt's tokens."""
+    return int(hashlib.sha256(json.dumps([seed, 0, prompt]).encode()).hexdigest()[:15], 16)
 
 
 class TransformersBackend:
@@ -65,23 +65,6 @@ class TransformersBackend:
         stopped = bool(new) and new[-1] in self.stop_ids  # else the row ended at max_new_tokens
         tokens = new[:-1] if stopped else new
         return Response(self.tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens), not stopped)
-
-    def generate(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float, max_new_tokens: int,
-                 copies: int = 1) -> tuple[list[str], int]:
-        """`copies` responses per prompt (prompt-major: prompt i's are texts[i * copies : (i + 1) * copies])
-        and the number of tokens generated; greedy when `temperature` is 0, else sampled from `seed`
-        (None: a random one)."""
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths prefill together
-        greedy = temperature == 0
-        if seed is None and not greedy:
-            seed = int(torch.randint(2**62, ()))
-        requests = [Request(prompts[i], [None if greedy else stream_seed(seed, prompts[i], c) for c in range(copies)]) for i in order]
-        texts: list[str] = [""] * (len(prompts) * copies)
-        tokens = 0
-        for k, rows in self._engine(temperature, top_p, max_new_tokens, copies).run(requests):
-            texts[order[k] * copies : (order[k] + 1) * copies] = map(self._text, rows)
-            tokens += sum(map(len, rows))
-        return texts, tokens
 
     def sample_shards(self, shards: list[list[list[int]]], seeds: list[int], temperature: float, top_p: float,
                       max_new_tokens: int) -> Iterator[tuple[int, list[list[str]], int]]:

@@ -10,7 +10,11 @@ width until the queue runs dry.
 Layout: every row of the cache ends at the same column (the cache's length); a row's tokens are
 contiguous, ending there, and the columns left of them are padding hidden by the attention mask.
 Each row has its own positions, so its attention, rotary embedding and sliding window are what
-they would be alone. Joining rows re-aligns them and drops the padding columns no row needs.
+they would be alone. Long answers make the cache the largest thing a step reads, so nothing moves
+it wholesale where a view will do: the columns no unfinished row needs are dropped every step (a
+view), finished rows leave by the last unfinished rows moving into their places (only those rows
+are copied), new rows take finished rows' places, and a batch's buffers are made with room for
+`max_new_tokens`. Only a refill that does not fit finished rows' places re-aligns the whole cache.
 
 Every row draws its tokens from its own random stream (`torch.Generator(seed)`), one uniform number
 a step, so a sample depends on its prompt, seed and settings, not on the rows that shared its batch
@@ -27,6 +31,7 @@ import torch
 
 from ..ops.decode_attention import use_decode_attention
 from .kv_cache import growing_cache
+from .packed_linears import packed_linears
 from .sampling import Sampler
 
 
@@ -47,7 +52,7 @@ class Engine:
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[list[int]]]]:
         """(request index, the new tokens of each of its rows) as each request finishes; a row's
         tokens end with its stop token, or stop at `max_new_tokens`."""
-        with torch.inference_mode():
+        with torch.inference_mode(), packed_linears(self.model, self.max_rows):
             yield from self._run(requests)
 
     def _run(self, requests: Sequence[Request]) -> Iterator[tuple[int, list[list[int]]]]:
@@ -106,11 +111,16 @@ class Engine:
             admitted.append(queue.popleft())
         if not admitted:
             if free:
-                self._rebuild(None)
+                self._drop_finished()
             return admitted
         incoming = self._prefill([requests[i] for i in admitted], admitted)
         cache, logits, start, positions, owners, streams = incoming
         width = self.cache.get_seq_length() if self.cache is not None else 0
+        wider = cache.get_seq_length() - width
+        if rows <= len(free) and 0 < wider <= self.cache.layers[0].first:  # the columns dropped last hold the prompts
+            for layer in self.cache.layers:
+                layer.drop_columns(-wider)
+            self.start, width = self.start + wider, width + wider
         if rows <= len(free) and cache.get_seq_length() <= width:  # into finished rows' places, nothing else moves
             slots = torch.tensor(free[:rows], device=self.device)
             for layer, joining in zip(self.cache.layers, cache.layers):
@@ -125,15 +135,31 @@ class Engine:
         return admitted
 
     def _make_room(self) -> None:
-        """When the cache is full, drop the columns left of every unfinished row before it grows."""
-        layer = self.cache.layers[0]
-        width = layer.length
+        """Drop the columns left of every unfinished row (a view: attention reads no column that no
+        row needs); when the buffers are full, the next step's keys grow them (`GrowingLayer`)."""
         drop = int(self.start[~self.finished].min())
-        if width < layer.key_buffer.shape[-2] or not drop:
-            return
+        if drop:
+            for layer in self.cache.layers:
+                layer.drop_columns(drop)
+            self.start = (self.start - drop).clamp(min=0)  # (a finished row's stale columns may go)
+
+    def _drop_finished(self) -> None:
+        """The finished rows leave: the last unfinished rows move into their places, so that only
+        the moved rows' keys and values are copied."""
+        finished = self.finished.tolist()
+        count = finished.count(False)
+        targets = [row for row in range(count) if finished[row]]
+        sources = [row for row in range(count, len(finished)) if not finished[row]]
         for layer in self.cache.layers:
-            layer.splice(None, drop, None, width - drop)
-        self.start = (self.start - drop).clamp(min=0)  # (a finished row's stale columns may go)
+            layer.keep_rows(count, torch.tensor(sources, device=self.device), torch.tensor(targets, device=self.device))
+        order = list(range(count))
+        for target, source in zip(targets, sources):
+            order[target] = source
+        self.owners = [self.owners[i] for i in order]
+        self.streams = [self.streams[i] for i in order]
+        index = torch.tensor(order, dtype=torch.long, device=self.device)
+        self.start, self.positions, self.lengths = self.start[index], self.positions[index], self.lengths[index]
+        self.finished, self.logits = self.finished[index], self.logits[index]
 
     def _rebuild(self, incoming) -> None:
         """A new cache: the unfinished rows without the columns none of them needs, then the rows of
@@ -146,10 +172,6 @@ class Engine:
         self.start, self.positions = self.start[keep] - drop, self.positions[keep]
         self.lengths, self.finished = self.lengths[keep], self.finished[keep]
         self.logits = self.logits[keep] if self.logits is not None else None
-        if incoming is None:
-            for layer in self.cache.layers:
-                layer.splice(keep, drop, None, width - drop)
-            return
         cache, logits, start, positions, owners, streams = incoming
         if not len(keep):
             self.cache = cache
@@ -178,7 +200,7 @@ class Engine:
         input_ids = input_ids.to(self.device)
         attention_mask = torch.arange(width, device=self.device) >= (width - lengths).unsqueeze(1)
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = growing_cache(self.model.config, every_layer=True)
+        cache = growing_cache(self.model.config, every_layer=True, spare=self.max_new_tokens)  # as the batch's cache, it never grows
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=positions, cache=cache,
                             use_cache=True, logits_to_keep=1).logits[:, -1]
         expand = torch.tensor([i for i, request in enumerate(batch) for _ in request.seeds], device=self.device)

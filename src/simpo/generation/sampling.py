@@ -27,10 +27,10 @@ class Sampler:
         the rows' random draws, unused when greedy."""
         if self.greedy:
             return logits.argmax(-1)
-        probs = (logits.float() / self.temperature).softmax(-1)
+        probs = logits.to(torch.float32, copy=True).div_(self.temperature).softmax(-1)
         uniforms = uniforms.to(probs.device)
         if self.top_p >= 1:
-            cumulative = probs.double().cumsum(-1)
+            cumulative = probs.cumsum(-1, dtype=torch.float64)  # as probs.double().cumsum(-1), without that copy
             picks = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1]).unsqueeze(1), right=True).squeeze(1)
             return picks.clamp(max=probs.shape[-1] - 1)
         tokens, short = self._candidates(probs, uniforms)

@@ -75,18 +75,6 @@ class VLLMBackend:
                 if output.finished:
                     yield int(output.request_id) - first, list(output.outputs[0].token_ids)
 
-    def generate(self, prompts: list[list[int]], seed: int | None, temperature: float, top_p: float,
-                 max_new_tokens: int) -> tuple[list[str], int]:
-        """One response per prompt, each request seeded with `seed` (None: unseeded), and the number
-        of tokens generated; greedy when `temperature` is 0."""
-        params = self._params(seed, temperature, top_p, max_new_tokens)
-        texts: list[str] = [""] * len(prompts)
-        tokens = 0
-        for number, new in self._run([(prompt, params) for prompt in prompts]):
-            texts[number] = self._text(new)
-            tokens += len(new)
-        return texts, tokens
-
     def sample_shards(self, shards: list[list[list[int]]], seeds: list[int], temperature: float, top_p: float,
                       max_new_tokens: int) -> Iterator[tuple[int, list[list[str]], int]]:
         """(shard number, one response per prompt and seed ([prompt][seed]), tokens generated) as each

@@ -54,6 +54,7 @@ class EvalOptions:
     judge: str = DEFAULT_JUDGE
     judge_base_url: str | None = None
     judge_max_length: int | None = None
+    judge_batch_size: int = 16
     output: Path = Path("outputs/eval")
     data: str = "offline"
     mmlu_mode: str = "zeroeval"
@@ -61,7 +62,7 @@ class EvalOptions:
     zeroeval_dir: str | None = None
     gsm_seed: int = 42
     seed: int = 42
-    batch_size: int = 16
+    batch_size: int = 64
     shard_size: int = 32
     dtype: str = "auto"
     max_new_tokens: int | None = None
@@ -91,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-base-url", help="an OpenAI-compatible endpoint for --judge openai:MODEL (key: OPENAI_API_KEY)")
     p.add_argument("--judge-max-length", type=_positive,
                    help="local and reward judges: cut the answers so that one judge input holds at most N tokens (default: its context)")
+    p.add_argument("--judge-batch-size", type=_positive, default=16, help="local and reward judges: inputs judged together (default %(default)s)")
     p.add_argument("--output", default="outputs/eval", help="results folder (default %(default)s)")
     p.add_argument("--data", choices=("offline", "hub"), default="offline", help="benchmark data from PyPI wheels or from the hub")
     p.add_argument("--mmlu-mode", choices=("zeroeval", "loglik"), default="zeroeval",
@@ -100,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
                    help="a ZeroEval checkout: GSM and MMLU prompts from its templates (default: simpo's wording of their layout)")
     p.add_argument("--gsm-seed", type=int, default=42, help="seed of the offline GSM-Symbolic problems")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (AlpacaEval samples)")
-    p.add_argument("--batch-size", type=_positive, default=16, help="prompts decoded together")
+    p.add_argument("--batch-size", type=_positive, default=64, help="prompts decoded together, across shards (default %(default)s)")
     p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto",
                    help="the answers' sampling engine, as generate.backend (default %(default)s: vllm on a GPU where it is installed)")
     p.add_argument("--shard-size", type=_positive, default=32, help="items per shard written: the most work a kill can lose")
@@ -135,7 +137,7 @@ def parse_options(tokens: list[str]) -> EvalOptions:
         raise RecipeError(f"--alpaca-eval-gamed {args.alpaca_eval_gamed}: no such file; give alpaca_eval's df_gamed.csv "
                           "(from the hub dataset tatsu-lab/alpaca_eval)")
     return EvalOptions(alpaca_eval_gamed=args.alpaca_eval_gamed, models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
-                       judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
+                       judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, judge_batch_size=args.judge_batch_size, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
                        arena_hard_dir=args.arena_hard_dir, zeroeval_dir=args.zeroeval_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
                        dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                        backend=args.backend)
@@ -196,23 +198,26 @@ class ModelRun:
             settings["backend"] = "vllm"
         output = ShardedOutput(folder / f"answers-{_hash(settings)}", settings, len(items), self.options.shard_size)
         start = time.perf_counter()
-        for index in output.pending():
-            rows = list(output.shard_rows(index))
-            todo = [i for i in rows if i not in too_long]
-            texts = dict.fromkeys(rows, "")
-            if todo and task.mode == "loglik":
-                if self.scorer is None:
-                    self.scorer = load_model(self.config, self.dtype).eval()
-                texts.update(zip(todo, task.predict(self.scorer, self.tokenizer, [items[i] for i in todo], self.options.batch_size)))
-            elif todo:
-                if self.backend is None:
-                    self.backend = open_backend(self.backend_name, self.config, self.tokenizer, self.renderer.stop_ids, self.options.batch_size, self.dtype)
-                seed = None if decoding["temperature"] == 0 else self.options.seed + index * 1000
-                generated, _ = self.backend.generate([prompts[i] for i in todo], seed, decoding["temperature"], decoding["top_p"],
-                                                     decoding["max_new_tokens"])
-                texts.update(zip(todo, generated))
-            output.write(index, [{"id": items[i]["id"], "output": texts[i]} for i in rows])
-            logger.info("eval %s %s: %d of %d items answered", self.name, task.name, rows[-1] + 1, len(items))
+        pending = {index: list(output.shard_rows(index)) for index in output.pending()}
+        todo = {index: [i for i in rows if i not in too_long] for index, rows in pending.items()}
+
+        def write(index: int, answered: dict[int, str]) -> None:
+            output.write(index, [{"id": items[i]["id"], "output": answered.get(i, "")} for i in pending[index]])
+            logger.info("eval %s %s: shard %d of %d written", self.name, task.name, index + 1, output.shard_count)
+
+        for index in [index for index, rows in todo.items() if not rows or task.mode == "loglik"]:
+            if todo[index] and self.scorer is None:
+                self.scorer = load_model(self.config, self.dtype).eval()
+            rows = todo.pop(index)
+            write(index, dict(zip(rows, task.predict(self.scorer, self.tokenizer, [items[i] for i in rows], self.options.batch_size)))
+                  if rows else {})
+        if todo:  # every pending shard's prompts flow through one batch; each shard is written when its last answer is in
+            if self.backend is None:
+                self.backend = open_backend(self.backend_name, self.config, self.tokenizer, self.renderer.stop_ids, self.options.batch_size, self.dtype)
+            shards = list(todo)
+            for number, responses, _ in self.backend.sample_shards([[prompts[i] for i in todo[index]] for index in shards], [self.options.seed],
+                                                                   decoding["temperature"], decoding["top_p"], decoding["max_new_tokens"]):
+                write(shards[number], {i: response[0] for i, response in zip(todo[shards[number]], responses)})
         output.mark_complete()
         outputs = [row["output"] for path in sorted(output.folder.glob("shard-*.jsonl")) for row in read_jsonl(path)]
         notes = [f"{len(too_long)} prompts longer than the model's context minus max_new_tokens got an empty answer"] if too_long else []
@@ -232,7 +237,7 @@ class Judging:
         if self.judge is None:
             from ..evals.judges import open_judge
 
-            self.judge = open_judge(self.options.judge, base_url=self.options.judge_base_url, batch_size=self.options.batch_size,
+            self.judge = open_judge(self.options.judge, base_url=self.options.judge_base_url, batch_size=self.options.judge_batch_size,
                                     max_length=self.options.judge_max_length)
         return self.judge
 

@@ -56,7 +56,8 @@ def run_evaluate(model_config: ModelConfig, config: EvaluateConfig, rewards: lis
                 raise RecipeError(f"{summary_path} evaluated {summary['model']}, not {model_config.model_name_or_path}: delete it to evaluate again")
             return _with_signals(summary, folder / f"{name}.jsonl")
         backend = open_backend("auto", model_config, tokenizer, renderer.stop_ids, config.batch_size, dtype)
-        texts, _ = backend.generate(prompt_ids, None, 0.0, 1.0, config.max_new_tokens)  # greedy
+        _, responses, _ = next(backend.sample_shards([prompt_ids], [0], 0.0, 1.0, config.max_new_tokens))  # greedy: the seed is unused
+        texts = [response[0] for response in responses]
         scores = Scorer(rewards).score_rows([{**r, "all_generated_responses": [str(t)]} for r, t in zip(records, texts)], None)
         lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
         truncated = [getattr(text, "truncated", None) for text in texts]
