@@ -40,9 +40,8 @@ def test_simpo_generate_with_vllm_writes_the_run_folder_the_transformers_backend
     assert texts(by_vllm) == texts(by_transformers)  # prompt ids, prompts, seeds, rows, answers
     assert all(len(row["all_generated_responses"]) == 2 and all(row["all_generated_responses"]) for row in by_vllm)
     manifests = [json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("vllm", "transformers")]
-    settings = [manifest["settings"] for manifest in manifests]
-    assert settings[0].pop("backend") == "vllm" and settings[1].pop("backend") == "transformers"
-    assert settings[0] == settings[1]
+    assert manifests[0].pop("backend") == "vllm" and manifests[1].pop("backend") == "transformers"
+    assert manifests[0] == manifests[1]
     assert sorted(p.name for p in (tmp_path / "vllm").iterdir()) == sorted(p.name for p in (tmp_path / "transformers").iterdir())
     # run again: every shard is done, so no engine starts and nothing changes
     _simpo(VLLM_BIN, "generate", *args, "--generate.output", tmp_path / "vllm", "--generate.backend", "vllm", timeout=300)
@@ -80,7 +79,7 @@ def test_simpo_eval_answers_with_vllm_and_is_judged_by_a_vllm_server(model_path,
     output = tmp_path / "eval"
     _simpo(VLLM_BIN, "eval", model_path, "--names", "smollm2", "--backend", "vllm", "--judge", "openai:judge",
            "--judge-base-url", judge_server, "--benchmarks", "alpaca_eval,arena_hard", "--limit", 2, "--max-new-tokens", 16,
-           "--output", output)
+           "--judge-max-tokens", 64, "--output", output)  # the served context (2048) holds no 16000-token judgment
     alpaca = json.loads((output / "smollm2" / "alpaca_eval" / "result.json").read_text())
     arena = json.loads((output / "smollm2" / "arena_hard" / "result.json").read_text())
     assert alpaca["judge"] == arena["judge"] == "openai:judge"
@@ -88,4 +87,5 @@ def test_simpo_eval_answers_with_vllm_and_is_judged_by_a_vllm_server(model_path,
     counted = alpaca["judge_counters"]
     assert counted["requests"] >= 1 and not set(counted) & {"errors", "text_fallback", "malformed"}, counted  # log-prob verdicts
     assert "errors" not in arena["judge_counters"], arena["judge_counters"]
+    assert arena["protocol"]["judge"].endswith(", judgments cut at 64 tokens") and not arena["comparable"]
     assert (output / "results.md").is_file()

@@ -212,6 +212,8 @@ CASES += [
          "--judge-base-url 'not a url' is not an endpoint URL"),
     Case("eval-judge-base-url-for-local", ("eval", "smollm2-135m-instruct", "--judge-base-url", "http://127.0.0.1:9/v1"),
          "--judge-base-url is for openai:MODEL judges only"),
+    Case("eval-judge-max-tokens-for-local", ("eval", "smollm2-135m-instruct", "--judge-max-tokens", "64"),
+         "--judge-max-tokens is for openai:MODEL judges only"),
 ]
 
 def _sweep(name: str, expect: str, args: tuple, files: dict | None = None) -> Case:

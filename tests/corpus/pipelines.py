@@ -109,4 +109,6 @@ CASES += [
                   {**JUDGED, "eval.judge_base_url": "not a url"}, env={"OPENAI_API_KEY": "sk-test"}),
     pipeline_case("judge-base-url-for-local-judge", "eval.judge_base_url is for openai:MODEL judges only",
                   {"eval.benchmarks": ["alpaca_eval"], "eval.judge_base_url": "http://localhost:8000/v1"}),
+    pipeline_case("judge-max-tokens-for-local-judge", "eval.judge_max_tokens is for openai:MODEL judges only",
+                  {"eval.benchmarks": ["arena_hard"], "eval.judge_max_tokens": 64}),
 ]

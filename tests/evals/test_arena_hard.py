@@ -377,7 +377,8 @@ def test_a_v20_result_scores_hard_prompts_and_says_how_it_differs_from_the_card(
     assert [d.split(" ")[0] for d in differences("arena_hard", protocol)] == ["verdicts", "category", "style_control", "length"]
 
 
-def test_simpo_eval_scores_a_v01_folder_as_the_card_did(tiny_model_dir, tmp_path, monkeypatch, one_thread):
+@pytest.mark.parametrize("cap", [[], ["--judge-max-tokens", "512"]])
+def test_simpo_eval_scores_a_v01_folder_as_the_card_did(tiny_model_dir, tmp_path, monkeypatch, one_thread, cap):
     from simpo.evals import judges
     from simpo.stages.eval import parse_options, run_eval
 
@@ -390,7 +391,7 @@ def test_simpo_eval_scores_a_v01_folder_as_the_card_did(tiny_model_dir, tmp_path
     model = tiny_model_dir("llama")
     run_eval(parse_options([str(model), "--output", str(tmp_path / "out"), "--benchmarks", "arena_hard", "--names", "tiny",
                             "--arena-hard-dir", str(tmp_path / "v01"), "--max-new-tokens", "6",
-                            "--judge", "openai:gpt-4-1106-preview", "--judge-base-url", "http://127.0.0.1:9/v1"]))
+                            "--judge", "openai:gpt-4-1106-preview", "--judge-base-url", "http://127.0.0.1:9/v1", *cap]))
     folder = tmp_path / "out" / "tiny" / "arena_hard"
     result = json.loads((folder / "result.json").read_text())
     records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
@@ -400,3 +401,5 @@ def test_simpo_eval_scores_a_v01_folder_as_the_card_did(tiny_model_dir, tmp_path
     assert result["metrics"]["length"] == sum(token_counts(outputs, "cl100k_base")) / 3
     assert result["dataset"] == CARD["arena_hard"]["data"] and result["length_unit"] == "tiktoken cl100k tokens"
     assert [d.split(" ")[0] for d in result["differences"]] == ["items", "decoding", "judge"]  # 3 questions, 6 tokens, another endpoint
+    judge = "openai:gpt-4-1106-preview served at http://127.0.0.1:9/v1" + (", judgments cut at 512 tokens" if cap else "")
+    assert result["protocol"]["judge"] == judge and not result["comparable"]

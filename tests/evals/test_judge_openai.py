@@ -170,6 +170,27 @@ def test_a_4xx_is_not_retried(endpoint):
     assert nonzero(judge.counters) == {"requests": 1, "errors": 1}
 
 
+def test_a_4xx_warning_gives_the_servers_reason(endpoint, caplog):
+    endpoint.respond = lambda body, count: (400, {}, {"error": "max_tokens 16000 is too large: the context is 2048"}, 0)
+    with caplog.at_level("WARNING", logger="simpo"):
+        assert judge_for(endpoint).verdicts([("Q", "math", "a", "b")]) == [None]
+    assert 'HTTP 400: {"error": "max_tokens 16000 is too large: the context is 2048"}' in caplog.text
+
+
+def test_judgments_capped_below_the_official_lengths(endpoint):
+    asked = []
+
+    def respond(body, count):
+        asked.append(body["max_tokens"])
+        return 200, {}, completion("[[A>B]]"), 0
+
+    endpoint.respond = respond
+    games = [("Q", "creative_writing", "a", "b"), ("Q", "arena-hard-v0.1", "a", "b")]
+    assert judge_for(endpoint, max_tokens=5000).verdicts(games) == ["A>B", "A>B"]
+    assert judge_for(endpoint, max_tokens=64).verdicts(games[:1]) == ["A>B"]
+    assert sorted(asked[:2]) == [4096, 5000] and asked[2] == 64  # v0.1 keeps its 4096; v2.0's 16000 is capped
+
+
 def test_a_slow_answer_times_out_and_is_retried(endpoint):
     endpoint.respond = lambda body, count: (200, {}, completion("M"), 1.0)
     judge = judge_for(endpoint, timeout=0.2, max_tries=2)

@@ -30,13 +30,16 @@ def check_base_url(url, where: str) -> None:
         raise RecipeError(f"{where} {url!r} is not an endpoint URL; write one like https://api.openai.com/v1 or http://localhost:8000/v1")
 
 
-def check_judge_ready(spec: str, base_url: str | None, benchmarks, url_key: str) -> None:
+def check_judge_ready(spec: str, base_url: str | None, benchmarks, url_key: str, max_tokens: int | None = None,
+                      max_tokens_key: str = "") -> None:
     """What an `openai:` judge needs before any answer is generated: an endpoint URL, and OPENAI_API_KEY
-    when the endpoint is OpenAI's own (judge_openai asks for a key there only). Nothing is checked when no
-    judged benchmark (alpaca_eval, arena_hard) runs. `url_key` names the endpoint's key or option in errors."""
+    when the endpoint is OpenAI's own (judge_openai asks for a key there only); its endpoint and its
+    answers' cap (`max_tokens`) are for such a judge only. Nothing else is checked when no judged
+    benchmark (alpaca_eval, arena_hard) runs. `url_key` and `max_tokens_key` name the keys or options in errors."""
     kind, _ = judge_kind(spec)
-    if base_url is not None and kind != "openai":
-        raise RecipeError(f"{url_key} is for openai:MODEL judges only, not {spec!r}: remove it")
+    for key, value in ((url_key, base_url), (max_tokens_key, max_tokens)):
+        if value is not None and kind != "openai":
+            raise RecipeError(f"{key} is for openai:MODEL judges only, not {spec!r}: remove it")
     if base_url is not None:
         check_base_url(base_url, url_key)
     if kind != "openai" or not any(name in JUDGED_BENCHMARKS for name in benchmarks):

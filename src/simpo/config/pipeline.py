@@ -186,6 +186,7 @@ class EvalConfig:
     judge: str = recipe_key("local:smollm2-135m-instruct", "openai:MODEL, local:MODEL or reward:MODEL; the default is a weak judge, labelled so")
     judge_base_url: str | None = recipe_key(None, "OpenAI-compatible endpoint of an openai: judge (key: OPENAI_API_KEY)")
     judge_max_length: int | None = recipe_key(None, "Local and reward judges: cut the answers so that one judge input holds at most N tokens; unset: the judge's context")
+    judge_max_tokens: int | None = recipe_key(None, "openai: judges: cap Arena-Hard judgments at N tokens (a served judge with a short context); the cell is then not comparable")
     max_new_tokens: int | None = recipe_key(None, "Token limit of every answer; unset: each benchmark's official 4096")
     batch_size: int = recipe_key(64, "Prompts decoded together, across shards")
     judge_batch_size: int = recipe_key(16, "Local and reward judges: inputs judged together")
@@ -203,7 +204,7 @@ class EvalConfig:
             raise RecipeError(f"eval.benchmarks must be a list of {', '.join(known)} (or [] to skip), got {self.benchmarks!r}")
         if self.limit is not None:
             _positive_int(self.limit, "eval.limit")
-        for key in ("max_new_tokens", "judge_max_length"):
+        for key in ("max_new_tokens", "judge_max_length", "judge_max_tokens"):
             if getattr(self, key) is not None:
                 _positive_int(getattr(self, key), f"eval.{key}")
         _positive_int(self.batch_size, "eval.batch_size")
@@ -259,7 +260,8 @@ class Pipeline:
             raise RecipeError("evaluate needs a programmatic reward (numeric_answer or constraints) in annotate.rewards to score "
                               "the held-out answers; add one")
         if self.eval.benchmarks:
-            check_judge_ready(self.eval.judge, self.eval.judge_base_url, self.eval.benchmarks, "eval.judge_base_url")
+            check_judge_ready(self.eval.judge, self.eval.judge_base_url, self.eval.benchmarks, "eval.judge_base_url",
+                              self.eval.judge_max_tokens, "eval.judge_max_tokens")
         _positive_int(self.rounds, "rounds")
         if self.prompts_per_round not in PROMPTS_PER_ROUND:
             raise RecipeError(f"prompts_per_round must be one of {', '.join(PROMPTS_PER_ROUND)}, got {self.prompts_per_round!r}")

@@ -64,9 +64,10 @@ def _retry_after(value: str | None) -> float | None:
 
 class OpenAIJudge(Judge):
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, workers: int = 8,
-                 max_tries: int = 6, timeout: float = 120.0, base_delay: float = 1.0, max_delay: float = 60.0):
+                 max_tries: int = 6, timeout: float = 120.0, base_delay: float = 1.0, max_delay: float = 60.0,
+                 max_tokens: int | None = None):
         super().__init__(f"openai:{model}")
-        self.model = model
+        self.model, self.max_tokens = model, max_tokens  # max_tokens: Arena-Hard judgments' cap below the official one
         self.base_url = (base_url or OPENAI_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         if self.base_url == OPENAI_URL and not self.api_key:
@@ -103,6 +104,11 @@ class OpenAIJudge(Judge):
             except urllib.error.HTTPError as err:
                 retry_after = _retry_after(err.headers.get("Retry-After") if err.headers else None)
                 problem = f"HTTP {err.code}"
+                if err.code < 500 and err.code != 429:  # the server's own words: a context too short, an unknown model, ...
+                    try:
+                        problem += ": " + " ".join(err.read(400).decode(errors="replace").split())
+                    except OSError:
+                        pass
                 err.close()
                 if err.code == 429:
                     self.count("rate_limited")
@@ -195,7 +201,7 @@ class OpenAIJudge(Judge):
         if version == V01:
             judgment, verdict = "", None
             for attempt in range(V01_JUDGE_ATTEMPTS):
-                text = self._judgment(messages, JUDGE_MAX_TOKENS[version])
+                text = self._judgment(messages, min(JUDGE_MAX_TOKENS[version], self.max_tokens or JUDGE_MAX_TOKENS[version]))
                 if text is None:
                     return None
                 judgment += "\n" + text
@@ -206,7 +212,7 @@ class OpenAIJudge(Judge):
                 self.count("asked_again")
                 messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": _FINISH}]
         else:
-            text = self._judgment(messages, JUDGE_MAX_TOKENS[version])
+            text = self._judgment(messages, min(JUDGE_MAX_TOKENS[version], self.max_tokens or JUDGE_MAX_TOKENS[version]))
             if text is None:
                 return None
             verdict = canonical_verdict(parse_arena_hard_verdict(text))  # a mirrored label scores as its canonical one

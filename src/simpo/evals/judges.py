@@ -93,20 +93,21 @@ class Judge:
 
 
 def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None, batch_size: int = 8,
-               max_length: int | None = None) -> Judge:
+               max_length: int | None = None, max_tokens: int | None = None) -> Judge:
     """The judge `spec` names. `base_url` is the OpenAI judge's endpoint; `dtype`, `batch_size` and
     `max_length` (the most tokens of one judge input; unset: the model's context) are the local and
-    reward judges'. MODEL of a local or reward judge is a folder, a hub name or a
-    bundled alias (`smollm2-135m-instruct`)."""
+    reward judges'; `max_tokens` caps an openai judge's Arena-Hard judgments. MODEL of a local or
+    reward judge is a folder, a hub name or a bundled alias (`smollm2-135m-instruct`)."""
     kind, model = judge_kind(spec)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise RecipeError(f"judge batch_size {batch_size!r} must be a whole number of at least 1")
     if kind == "openai":
         from .judge_openai import OpenAIJudge
 
-        return OpenAIJudge(model, base_url=base_url)
-    if base_url is not None:
-        raise RecipeError(f"judge base_url is for openai:MODEL judges only, not {spec!r}: remove it")
+        return OpenAIJudge(model, base_url=base_url, max_tokens=max_tokens)
+    for setting, value in (("base_url", base_url), ("max_tokens", max_tokens)):
+        if value is not None:
+            raise RecipeError(f"judge {setting} is for openai:MODEL judges only, not {spec!r}: remove it")
     if kind == "local":
         from .judge_local import LocalJudge
 

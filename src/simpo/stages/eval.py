@@ -55,6 +55,7 @@ class EvalOptions:
     judge_base_url: str | None = None
     judge_max_length: int | None = None
     judge_batch_size: int = 16
+    judge_max_tokens: int | None = None
     output: Path = Path("outputs/eval")
     data: str = "offline"
     mmlu_mode: str = "zeroeval"
@@ -93,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-max-length", type=_positive,
                    help="local and reward judges: cut the answers so that one judge input holds at most N tokens (default: its context)")
     p.add_argument("--judge-batch-size", type=_positive, default=16, help="local and reward judges: inputs judged together (default %(default)s)")
+    p.add_argument("--judge-max-tokens", type=_positive, help="openai: judges: cap Arena-Hard judgments at N tokens, below the official "
+                   "4096 (v0.1) and 16000 (v2.0), for a served judge whose context is shorter; the cell is then not comparable")
     p.add_argument("--output", default="outputs/eval", help="results folder (default %(default)s)")
     p.add_argument("--data", choices=("offline", "hub"), default="offline", help="benchmark data from PyPI wheels or from the hub")
     p.add_argument("--mmlu-mode", choices=("zeroeval", "loglik"), default="zeroeval",
@@ -137,7 +140,7 @@ def parse_options(tokens: list[str]) -> EvalOptions:
         raise RecipeError(f"--alpaca-eval-gamed {args.alpaca_eval_gamed}: no such file; give alpaca_eval's df_gamed.csv "
                           "(from the hub dataset tatsu-lab/alpaca_eval)")
     return EvalOptions(alpaca_eval_gamed=args.alpaca_eval_gamed, models=args.models, names=names, benchmarks=chosen, limit=args.limit, judge=args.judge,
-                       judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, judge_batch_size=args.judge_batch_size, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
+                       judge_base_url=args.judge_base_url, judge_max_length=args.judge_max_length, judge_batch_size=args.judge_batch_size, judge_max_tokens=args.judge_max_tokens, output=Path(args.output), data=args.data, mmlu_mode=args.mmlu_mode,
                        arena_hard_dir=args.arena_hard_dir, zeroeval_dir=args.zeroeval_dir, gsm_seed=args.gsm_seed, seed=args.seed, batch_size=args.batch_size, shard_size=args.shard_size,
                        dtype=args.dtype, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                        backend=args.backend)
@@ -238,7 +241,7 @@ class Judging:
             from ..evals.judges import open_judge
 
             self.judge = open_judge(self.options.judge, base_url=self.options.judge_base_url, batch_size=self.options.judge_batch_size,
-                                    max_length=self.options.judge_max_length)
+                                    max_length=self.options.judge_max_length, max_tokens=self.options.judge_max_tokens)
         return self.judge
 
 
@@ -284,6 +287,8 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
     judged_settings = {**answered["settings"], "judge": judge_name, **task.judged_settings()}
     if task.judged and options.judge_max_length:
         judged_settings["judge_max_length"] = options.judge_max_length
+    if task.name == "arena_hard" and options.judge_max_tokens:
+        judged_settings["judge_max_tokens"] = options.judge_max_tokens
     judged = folder / f"judged-{_hash(judged_settings)}"
     scoring = task.scoring_settings()  # e.g. another df_gamed.csv: the same judgments, scored again
     stored = json.loads((judged / "result.json").read_text()) if (judged / "result.json").is_file() else None
@@ -302,7 +307,7 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
         records = [{"id": record["id"], "prompt": prompt, **record} for record, prompt in zip(scored.pop("records"), answered["prompts"])]
         write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in records))
         protocol = {"data": label, "items": len(items), "decoding": decoding_text(**_decoding(task, options)),
-                    **({"judge": _judge_protocol(options)} if task.judged else {}), **scored.pop("protocol")}
+                    **({"judge": _judge_protocol(options, task.name)} if task.judged else {}), **scored.pop("protocol")}
         differ = differences(task.name, protocol)
         result = {
             "benchmark": task.name, "name": run.name, "model": run.model, "dataset": label, "n": len(items), "total": total,
@@ -328,18 +333,23 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
     return result
 
 
-def _judge_protocol(options: EvalOptions) -> str:
-    """The judge as the protocol names it: an endpoint other than OpenAI's serves some model under that name."""
+def _judge_protocol(options: EvalOptions, benchmark: str) -> str:
+    """The judge as the protocol names it: an endpoint other than OpenAI's serves some model under that
+    name; Arena-Hard judgments capped below the official length are another judge."""
+    judge = options.judge
     if options.judge.startswith("openai:") and options.judge_base_url:
-        return f"{options.judge} served at {options.judge_base_url}"
-    return options.judge
+        judge = f"{options.judge} served at {options.judge_base_url}"
+    if benchmark == "arena_hard" and options.judge_max_tokens:
+        judge += f", judgments cut at {options.judge_max_tokens} tokens"
+    return judge
 
 
 def run_eval(options: EvalOptions) -> str:
     """Evaluate every model on every chosen benchmark; the markdown table of all results in OUTPUT."""
     judged = any(task_for(name).judged for name in options.benchmarks)
     kind, judge_model = judge_kind(options.judge) if judged else ("", "")
-    check_judge_ready(options.judge, options.judge_base_url, options.benchmarks, "--judge-base-url")  # before any answer
+    check_judge_ready(options.judge, options.judge_base_url, options.benchmarks, "--judge-base-url", options.judge_max_tokens,
+                      "--judge-max-tokens")  # before any answer
     for model in options.models + ([judge_model] if judged and kind != "openai" else []):
         path = Path(resolve_model_path(model))
         if (path.is_absolute() or model.startswith(".") or path.exists()) and not any((path / file).is_file() for file in MODEL_FILES):

@@ -152,7 +152,8 @@ def _benchmarks(pipeline: Pipeline, trained: str) -> str:
     options = EvalOptions(
         models=[pipeline.model, trained], names=["base", pipeline.train.training.loss_type], benchmarks=settings.benchmarks,
         limit=settings.limit, judge=settings.judge, judge_base_url=settings.judge_base_url,
-        judge_max_length=settings.judge_max_length, judge_batch_size=settings.judge_batch_size, output=Path(settings.output),
+        judge_max_length=settings.judge_max_length, judge_batch_size=settings.judge_batch_size,
+        judge_max_tokens=settings.judge_max_tokens, output=Path(settings.output),
         data=settings.data, mmlu_mode=settings.mmlu_mode, batch_size=settings.batch_size, dtype=settings.dtype,
         max_new_tokens=settings.max_new_tokens, zeroeval_dir=settings.zeroeval_dir, alpaca_eval_gamed=settings.alpaca_eval_gamed,
         arena_hard_dir=settings.arena_hard_dir,
