@@ -24,7 +24,8 @@ def setup(model_path):
     renderer = PromptRenderer(tokenizer)
     prompts = [renderer.ids(prompt_messages(row["prompt"], "test")) for row in prompt_rows("test")]
     vllm = open_backend("vllm", config, tokenizer, renderer.stop_ids, 32, "float32")
-    return prompts, vllm
+    yield prompts, vllm
+    vllm.llm.llm_engine.engine_core.shutdown()  # its engine process stops now, not when the session ends
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def judge_server(model_path, tmp_path):
     with log.open("w") as out:
         server = subprocess.Popen([str(VLLM_BIN / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
                                    "--host", "127.0.0.1", "--port", str(port),
-                                   "--served-model-name", "judge", "--max-model-len", "2048", "--max-logprobs", "5"],
+                                   "--served-model-name", "judge", "--max-model-len", "4096", "--max-logprobs", "5"],
                                   stdout=out, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
     try:
         wait_for_server(server, f"http://127.0.0.1:{port}/v1/models", 600, log)
@@ -79,7 +79,7 @@ def test_simpo_eval_answers_with_vllm_and_is_judged_by_a_vllm_server(model_path,
     output = tmp_path / "eval"
     _simpo(VLLM_BIN, "eval", model_path, "--names", "smollm2", "--backend", "vllm", "--judge", "openai:judge",
            "--judge-base-url", judge_server, "--benchmarks", "alpaca_eval,arena_hard", "--limit", 2, "--max-new-tokens", 16,
-           "--judge-max-tokens", 64, "--output", output)  # the served context (2048) holds no 16000-token judgment
+           "--judge-max-tokens", 64, "--output", output)  # the served context (4096) holds no 16000-token judgment
     alpaca = json.loads((output / "smollm2" / "alpaca_eval" / "result.json").read_text())
     arena = json.loads((output / "smollm2" / "arena_hard" / "result.json").read_text())
     assert alpaca["judge"] == arena["judge"] == "openai:judge"

@@ -106,8 +106,8 @@ def test_v01_counts_only_the_five_labels_and_weighs_strong_ones_three_times():
     # model's battles: game 1 A>>B: 0,0,0; game 2 B>>A: 0,0,0; B>A: 1; A=B: 0.5; mirrored labels: dropped
     assert got["score"] == pytest.approx(100 * 1.5 / 8)
     assert (got["dropped_games"], got["n_questions"]) == (2, 2)
-    with pytest.raises(ValueError, match="none of the 1 questions has a v0.1 verdict"):
-        score_v01([("B<A", None)])
+    assert score_v01([("B<A", None)]) == {"score": None, "ci_lower": None, "ci_upper": None, "n_questions": 0, "dropped_games": 2,
+                                          "battles": 0}
     with pytest.raises(ValueError, match="rounds is 0"):
         score_v01([("A>B", "B>A")], rounds=0)
 

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from simpo.errors import RecipeError
+from simpo.evals.arena_hard import NO_VERDICT
 from simpo.evals.judge_openai import _THINKING, OpenAIJudge
 from simpo.evals.judge_prompts import arena_hard_messages
 
@@ -221,7 +222,7 @@ def test_arena_hard_verdicts(endpoint):
     endpoint.respond = respond
     judge = judge_for(endpoint)
     games = [(question, "creative_writing", "answer A", "answer B") for question in answers]
-    assert judge.verdicts(games) == ["A>B", "A>>B", None, "B>A"]
+    assert judge.verdicts(games) == ["A>B", "A>>B", NO_VERDICT, "B>A"]  # answered without a label: not asked again
     assert nonzero(judge.counters) == {"requests": 4, "malformed": 1, "truncated": 1}
 
 
@@ -247,7 +248,7 @@ def test_arena_hard_v01_verdicts_as_v01_reads_them(endpoint):
     endpoint.respond = respond
     judge = judge_for(endpoint)
     games = [(question, "arena-hard-v0.1", "answer A", "answer B") for question in first]
-    assert judge.verdicts(games) == ["B>A", None, "B>>A", None, None, "A>>B"]
+    assert judge.verdicts(games) == ["B>A", NO_VERDICT, "B>>A", NO_VERDICT, NO_VERDICT, "A>>B"]
     assert nonzero(judge.counters) == {"requests": 9, "asked_again": 3, "malformed": 3}
 
 

@@ -70,6 +70,7 @@ ROUNDS = 100
 SEED = 42  # show_result.py of v0.1 seeds numpy with 42
 
 # label -> (assistant A's outcome, how many battles it counts)
+NO_VERDICT = "no verdict"  # the judge answered, with no label to read: scored as the official code scores it (dropped), never asked again
 V01_LABELS = {"A>>B": (1.0, STRONG_WEIGHT), "A>B": (1.0, 1), "A=B": (0.5, 1), "B>A": (0.0, 1), "B>>A": (0.0, STRONG_WEIGHT)}
 V20_LABELS = {**V01_LABELS, "A<<B": (0.0, STRONG_WEIGHT), "A<B": (0.0, 1), "B=A": (0.5, 1), "B<A": (1.0, 1),
               "B<<A": (1.0, STRONG_WEIGHT)}
@@ -174,9 +175,9 @@ def score_v01(games: Sequence, seed: int = SEED, rounds: int | None = None) -> d
     """v0.1's score of the model against the baseline, in percent, with its 95% bootstrap interval.
 
     `games[i]` is question i's (verdict with the baseline as A, verdict with the model as A); a
-    verdict is a label of `V01_LABELS` or None. Returns {"score", "ci_lower", "ci_upper",
-    "n_questions" (with at least one counted game), "dropped_games", "battles"}. Raises ValueError
-    when no game has a verdict. `rounds`: the resamples, `ROUNDS` (the official 100) unless given."""
+    verdict is a label of `V01_LABELS`, or anything else for none. Returns {"score", "ci_lower", "ci_upper",
+    "n_questions" (with at least one counted game), "dropped_games", "battles"}; the score and its
+    interval are None when no game has a verdict. `rounds`: the resamples, `ROUNDS` (the official 100) unless given."""
     rounds = _check_rounds(rounds)
     outcomes: list[float] = []
     counted = dropped = 0
@@ -191,8 +192,8 @@ def score_v01(games: Sequence, seed: int = SEED, rounds: int | None = None) -> d
             outcomes += [outcome if model_is_a else 1.0 - outcome] * weight
             seen = True
         counted += seen
-    if not outcomes:
-        raise ValueError(f"none of the {len(games)} questions has a v0.1 verdict ({', '.join(V01_LABELS)})")
+    if not outcomes:  # no verdict at all: no score (as v2.0 scores such a category)
+        return {"score": None, "ci_lower": None, "ci_upper": None, "n_questions": 0, "dropped_games": dropped, "battles": 0}
     values = np.asarray(outcomes, dtype=np.float64)
     fitted = values[resamples(len(values), seed, rounds)].mean(axis=1)  # each resample's Bradley-Terry win rate
     # The percentiles of the ratings (log-odds against the baseline), then turned into win rates.

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..config.judge import OPENAI_URL
 from ..errors import RecipeError
-from .arena_hard import JUDGE_MAX_TOKENS, V01, V01_JUDGE_ATTEMPTS, V01_LABELS, version_of_category
+from .arena_hard import JUDGE_MAX_TOKENS, NO_VERDICT, V01, V01_JUDGE_ATTEMPTS, V01_LABELS, version_of_category
 from .judge_prompts import alpaca_eval_messages, arena_hard_messages, parse_arena_hard_verdict, parse_arena_hard_verdict_v01
 from .judges import Judge, canonical_verdict, model_preference, shown_order
 
@@ -218,6 +218,7 @@ class OpenAIJudge(Judge):
             verdict = canonical_verdict(parse_arena_hard_verdict(text))  # a mirrored label scores as its canonical one
         if verdict is None:
             self.count("malformed")
+            return NO_VERDICT
         return verdict
 
     def verdicts(self, games: list[tuple[str, str, str, str]]) -> list[str | None]:

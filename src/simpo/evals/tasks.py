@@ -160,7 +160,8 @@ class ArenaHard(Task):
             metrics = {"score": result["score"], "ci_lower": result["ci_lower"], "ci_upper": result["ci_upper"],
                        "length": sum(tokens) / len(tokens)}
             notes = [f"Arena-Hard v0.1: Bradley-Terry win rate against {baselines}, 95% bootstrap interval "
-                     f"{result['ci_lower']:.1f}-{result['ci_upper']:.1f}"]
+                     f"{result['ci_lower']:.1f}-{result['ci_upper']:.1f}" if result["score"] is not None else
+                     "Arena-Hard v0.1: no game has a verdict, so there is no score (a judge that writes no [[..]] label)"]
             if result["dropped_games"]:
                 notes.append(f"{result['dropped_games']} games without a v0.1 verdict are left out")
             protocol = {"verdicts": arena_hard.V01_VERDICTS, "category": arena_hard.V01_CATEGORY_RULE, "style_control": "none",
