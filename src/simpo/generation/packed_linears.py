@@ -22,8 +22,11 @@ from torch import nn
 
 
 def _packable(model) -> bool:
+    """bf16 weights on a CPU whose oneDNN packs them: it needs AVX512 (BW, VL, DQ) or AVX-NE-CONVERT,
+    which torch's capability AVX2 (or less) rules out."""
     ops = torch.ops.mkldnn
     return (model.device.type == "cpu" and model.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+            and torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
             and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise"))
 
 
