@@ -15,12 +15,11 @@ import yaml
 from helpers import write_jsonl
 from safetensors.torch import load_file
 
-import simpo.stages.pipeline
 from simpo.cli import main
 from simpo.config.pipeline import load_pipeline
 from simpo.data.bundled import make_prompts
 from simpo.errors import RecipeError
-from simpo.stages.shards import read_stage
+from simpo.stages.shards import ShardedOutput, read_stage
 
 SEEDS = [1, 2, 3, 4]
 
@@ -44,7 +43,8 @@ def _recipe(tmp_path, model, prompts, **extra):
 
 @pytest.fixture(scope="module")
 def rounds_run(tiny_model_dir, tmp_path_factory):
-    """Two rounds on 12 prompts (6 a round), stopped as round 2 starts generating, then the same command again."""
+    """Two rounds on 12 prompts (6 a round), killed inside round 2's generate once its first shard of
+    two is written, then the same command again."""
     tmp_path = tmp_path_factory.mktemp("rounds")
     prompts = tmp_path / "prompts"
     write_jsonl(prompts / "train.jsonl", [{**row, "constraints": {"max_words": 6}} for row in make_prompts(12, seed=3)])
@@ -52,22 +52,23 @@ def rounds_run(tiny_model_dir, tmp_path_factory):
     recipe = _recipe(tmp_path, tiny_model_dir("llama"), prompts)
     run = tmp_path / "run"
 
-    generate = simpo.stages.pipeline.run_generate
+    write = ShardedOutput.write
 
-    def killed_in_round_2(model_config, config, check=None, part=None):
-        if "round-2" in config.output:
-            raise KeyboardInterrupt  # as a kill between rounds leaves the folder: round 1 whole, round 2 not begun
-        return generate(model_config, config, check, part)
+    def killed_in_round_2(output, index, rows):
+        write(output, index, rows)
+        if output.folder == run / "round-2" / "generations":
+            raise KeyboardInterrupt  # as a kill inside round 2's generate leaves the folder: one shard written
 
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()):
-        patch.setattr(simpo.stages.pipeline, "run_generate", killed_in_round_2)
+        patch.setattr(ShardedOutput, "write", killed_in_round_2)
         with pytest.raises(KeyboardInterrupt):
             main(["pipeline", str(recipe)])
+    written = {path.name: path.stat().st_mtime_ns for path in (run / "round-2" / "generations").glob("shard-*")}
     round_1 = {path: path.stat().st_mtime_ns for path in (run / "round-1").rglob("*") if path.is_file()}
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(["pipeline", str(recipe)]) == 0
-    return SimpleNamespace(run=run, recipe=recipe, prompts=prompts, round_1=round_1, printed=printed.getvalue(),
+    return SimpleNamespace(run=run, recipe=recipe, prompts=prompts, round_1=round_1, written=written, printed=printed.getvalue(),
                            record=json.loads((run / "pipeline.json").read_text()))
 
 
@@ -115,10 +116,14 @@ def test_round_2_trains_from_round_1s_weights(rounds_run):
     assert any(not torch.equal(first[name], final[name]) for name in first)  # and round 2 moved them again
 
 
-def test_a_run_stopped_between_rounds_continues_without_redoing_round_1(rounds_run):
+def test_a_run_killed_inside_round_2_continues_without_redoing_finished_work_or_losing_rows(rounds_run):
     run, record = rounds_run.run, rounds_run.record
     now = {path: path.stat().st_mtime_ns for path in (run / "round-1").rglob("*") if path.is_file()}
     assert now == rounds_run.round_1  # nothing of round 1 written again
+    assert len(rounds_run.written) == 1  # killed with one of round 2's two shards written; that shard is kept as it was
+    assert {name: (run / "round-2" / "generations" / name).stat().st_mtime_ns for name in rounds_run.written} == rounds_run.written
+    rows = read_stage(run / "round-2" / "generations")
+    assert len(rows) == 6 and len({row["prompt_id"] for row in rows}) == 6
     first, second = record["runs"]
     assert first["status"] == "failed" and first["failed_stage"] == "round 2 generate"
     assert list(first["seconds"]) == ["round 1 generate", "round 1 annotate", "round 1 binarize", "round 1 evaluate before",
