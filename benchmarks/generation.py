@@ -13,8 +13,11 @@ model load, prefill and decode): `simpo` is this tree's `TransformersBackend.sam
 a shard's prompts x 5 seeds whose finished rows leave, SDPA, full-vocabulary multinomial), run from a git
 worktree of that commit; `generate` is transformers' own loop, `num_return_sequences` 5, on the
 same batches; `generate_batch` is transformers' continuous batching (paged attention, SDPA), its
-default scheduler, all prompts at once. Tokens are the generated tokens up to and including the end-of-turn token. Decode
-MFU = tokens/s x 2 x parameters / the matmul peak measured here in that dtype (a 2048^3 matmul).
+default scheduler, all prompts at once; `vllm` is simpo's vllm backend on the vLLM build of
+.venv-vllm (`make vllm`), every shard's requests sent at once. Tokens are the generated tokens up to
+and including the end-of-turn token. Decode MFU = tokens/s (whole process) x 2 x parameters / the
+matmul peak measured here in that dtype (a 2048^3 matmul); "tokens/s generating" leaves out the
+imports and the model's load (and vLLM's engine start).
 Emulate a CPU without native bf16 with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
 """
 
@@ -61,12 +64,21 @@ def worker(engine: str, settings: dict) -> None:
 
     keep_freed_memory()  # as the CLI does
     tokenizer = AutoTokenizer.from_pretrained(settings["model"])
-    attention = {"attn_implementation": "paged|sdpa"} if engine == "generate_batch" else {}
-    model = AutoModelForCausalLM.from_pretrained(settings["model"], dtype=getattr(torch, settings["dtype"]), **attention).eval()
     prompts, seeds, batch, stops = settings["prompts"], settings["seeds"], settings["batch_size"], settings["stop_ids"]
     shards = [prompts[i : i + settings["shard_size"]] for i in range(0, len(prompts), settings["shard_size"])]
     sampling = (settings["temperature"], settings["top_p"], settings["max_new_tokens"])
     tokens = 0
+    if engine == "vllm":  # vLLM's build in .venv-vllm (`make vllm`), through simpo's vllm backend
+        from simpo.generation.vllm_backend import VLLMBackend
+
+        backend = VLLMBackend(settings["model"], tokenizer, settings["dtype"], False, stops)
+        start = time.perf_counter()
+        tokens = sum(count for _, _, count in backend.sample_shards(shards, seeds, *sampling))
+        print(json.dumps({"tokens": tokens, "generating": time.perf_counter() - start}))
+        return
+    attention = {"attn_implementation": "paged|sdpa"} if engine == "generate_batch" else {}
+    model = AutoModelForCausalLM.from_pretrained(settings["model"], dtype=getattr(torch, settings["dtype"]), **attention).eval()
+    start = time.perf_counter()
     if engine == "generate_batch":
         from transformers import GenerationConfig
 
@@ -98,7 +110,7 @@ def worker(engine: str, settings: dict) -> None:
             tokens = sum(count for _, _, count in backend.sample_shards(shards, seeds, *sampling))
         else:
             tokens = sum(backend.sample(shard, seeds, index, *sampling)[1] for index, shard in enumerate(shards))
-    print(json.dumps({"tokens": tokens}))
+    print(json.dumps({"tokens": tokens, "generating": time.perf_counter() - start}))
 
 
 def worktree(commit: str) -> Path:
@@ -118,7 +130,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="prompts a batch (default 96, --long generate.batch_size's default)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--engines", default="simpo,previous,generate",
-                        help="any of simpo, simpo@COMMIT (simpo's engine at that commit), previous, generate, generate_batch")
+                        help="any of simpo, simpo@COMMIT (simpo's engine at that commit), previous, generate, generate_batch, "
+                        "vllm (vLLM's build in .venv-vllm: `make vllm`)")
     parser.add_argument("--repeat", type=int, default=1, help="run the engines this many times, alternating; ratios of the best")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
@@ -164,23 +177,25 @@ def main() -> None:
     print(f"{describe()}; SmolLM2-135M-Instruct ({parameters / 1e6:.1f}M parameters) {dtype}, matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{len(settings['prompts'])} prompts x {len(settings['seeds'])} seeds, {settings['batch_size']} prompts a batch, "
           f"max_new_tokens {settings['max_new_tokens']}, temperature {settings['temperature']}, top_p {settings['top_p']}")
-    print("| engine | tokens | seconds (whole process) | CPU seconds | tokens/s | decode MFU |\n|---|---|---|---|---|---|")
+    print("| engine | tokens | seconds (whole process) | CPU seconds | tokens/s | decode MFU | tokens/s generating |\n|---|---|---|---|---|---|---|")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         json.dump(settings, file)
     rates: dict[str, list[float]] = {}
     for _ in range(options.repeat):  # engines alternate, so that a change in the machine's load falls on all of them
         for engine in options.engines.split(","):
             start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            done = subprocess.run([sys.executable, __file__, "--worker", engine, "--settings", file.name], capture_output=True,
+            python = str(REPO / ".venv-vllm" / "bin" / "python") if engine == "vllm" else sys.executable
+            done = subprocess.run([python, __file__, "--worker", engine, "--settings", file.name], capture_output=True,
                                   text=True, env={**os.environ, "TQDM_DISABLE": "1"})
             seconds, used = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
             if done.returncode:
                 sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
-            tokens = json.loads(done.stdout.strip().splitlines()[-1])["tokens"]
+            counted = json.loads(done.stdout.strip().splitlines()[-1])
+            tokens = counted["tokens"]
             rates.setdefault(engine, []).append(tokens / seconds)
             cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
             print(f"| {engine} | {tokens} | {seconds:.1f} | {cpu_seconds:.1f} | {tokens / seconds:.1f} | "
-                  f"{tokens / seconds * 2 * parameters / peak:.1%} |", flush=True)
+                  f"{tokens / seconds * 2 * parameters / peak:.1%} | {tokens / counted['generating']:.1f} |", flush=True)
     best = {engine: max(values) for engine, values in rates.items()}
     if options.repeat > 1:
         print("best of each: " + ", ".join(f"{engine} {rate:.1f} tokens/s ({rate * 2 * parameters / peak:.1%})" for engine, rate in best.items()))
