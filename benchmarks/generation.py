@@ -190,7 +190,7 @@ def main() -> None:
             seconds, used = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
             if done.returncode:
                 sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
-            counted = json.loads(done.stdout.strip().splitlines()[-1])
+            counted = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith('{"tokens"')))  # vLLM logs to stdout
             tokens = counted["tokens"]
             rates.setdefault(engine, []).append(tokens / seconds)
             cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
