@@ -162,3 +162,26 @@ def greedy(backend, prompts: list[list[int]], max_new_tokens: int, copies: int =
     """A backend's greedy answers to `prompts` in one shard (`copies` rows each, prompt-major) and the tokens generated."""
     [(_, responses, tokens)] = backend.sample_shards([prompts], list(range(copies)), 0.0, 1.0, max_new_tokens)
     return [text for texts in responses for text in texts], tokens
+
+
+PIPELINE_SEEDS = [1, 2, 3, 4]
+
+
+def pipeline_recipe(tmp_path: Path, model, prompts, **extra) -> Path:
+    """A pipeline recipe on a tiny model that trains 2 steps (seeds 1-4, 8 new tokens), its top-level
+    keys replaced by `extra`, written to tmp_path/pipeline.yaml."""
+    import yaml
+
+    recipe = {
+        "model_name_or_path": str(model), "run_dir": str(tmp_path / "run"),
+        "generate": {"prompts": str(prompts), "seeds": PIPELINE_SEEDS, "max_new_tokens": 8, "batch_size": 8, "shard_size": 4},
+        "annotate": {"rewards": [{"type": "numeric_answer"}]},
+        "binarize": {"test_size": 0.2},
+        "evaluate": {"max_new_tokens": 8},
+        "eval": {"benchmarks": []},
+        "max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size": 2, "max_steps": 2,
+        "learning_rate": 1e-3, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, **extra,
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path

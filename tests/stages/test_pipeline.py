@@ -9,8 +9,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
-import yaml
-from helpers import lock_holder, read_jsonl, write_jsonl
+from helpers import PIPELINE_SEEDS, lock_holder, pipeline_recipe, read_jsonl, write_jsonl
 
 import simpo.stages.pipeline
 from simpo.cli import main
@@ -18,25 +17,9 @@ from simpo.data.bundled import make_prompts
 from simpo.rewards.programmatic import numeric_answer
 from simpo.stages.shards import read_stage
 
-SEEDS = [1, 2, 3, 4]
+SEEDS = PIPELINE_SEEDS
 # The files that record the seconds spent, which a second run rewrites: the pipeline's record and the card.
 RETIMED = {"pipeline.json", "README.md"}
-
-
-def _pipeline_recipe(tmp_path, model, prompts, **extra):
-    recipe = {
-        "model_name_or_path": str(model), "run_dir": str(tmp_path / "run"),
-        "generate": {"prompts": str(prompts), "seeds": SEEDS, "max_new_tokens": 8, "batch_size": 8, "shard_size": 4},
-        "annotate": {"rewards": [{"type": "numeric_answer"}]},
-        "binarize": {"test_size": 0.2},
-        "evaluate": {"max_new_tokens": 8},
-        "eval": {"benchmarks": []},
-        "max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size": 2, "max_steps": 2,
-        "learning_rate": 1e-3, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, **extra,
-    }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
 
 
 def expected_score(text: str, answer) -> float:
@@ -53,7 +36,7 @@ def pipeline_run(tiny_model_dir, tmp_path_factory):
     # A tiny random model rarely writes the right number; a word limit separates its responses too.
     write_jsonl(prompts / "train.jsonl", [{**row, "constraints": {"max_words": 3}} for row in make_prompts(16, seed=3)])
     write_jsonl(prompts / "test.jsonl", [{**row, "constraints": {"max_words": 3}} for row in make_prompts(4, seed=4)])
-    recipe = _pipeline_recipe(tmp_path, folder, prompts, annotate={"rewards": [{"type": "numeric_answer"}, {"type": "constraints"}]},
+    recipe = pipeline_recipe(tmp_path, folder, prompts, annotate={"rewards": [{"type": "numeric_answer"}, {"type": "constraints"}]},
                               eval={"benchmarks": ["gsm", "mmlu"], "limit": 2, "max_new_tokens": 8, "mmlu_mode": "loglik", "batch_size": 4})
     run = tmp_path / "run"
     printed = io.StringIO()
@@ -166,7 +149,7 @@ def test_a_missing_reference_answer_fails_before_generation(tiny_model_dir, tmp_
     del rows[1]["answer"]
     write_jsonl(prompts / "train.jsonl", rows)
     write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
-    assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
+    assert main(["pipeline", str(pipeline_recipe(tmp_path, folder, prompts))]) == 2
     assert "row 2: the numeric_answer reward needs a reference number in 'answer'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nor a lock file or a record of the run
 
@@ -175,7 +158,7 @@ def test_prompts_without_a_test_split_fail_before_generation(tiny_model_dir, tmp
     folder = tiny_model_dir("llama")
     prompts = tmp_path / "prompts"
     write_jsonl(prompts / "train.jsonl", make_prompts(4, seed=3))  # answers, but no test split to evaluate on
-    assert main(["pipeline", str(_pipeline_recipe(tmp_path, folder, prompts))]) == 2
+    assert main(["pipeline", str(pipeline_recipe(tmp_path, folder, prompts))]) == 2
     assert f"evaluate.prompts {prompts} has no split 'test'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "generations").exists()
 
@@ -186,7 +169,7 @@ def test_a_run_folder_another_process_holds_is_refused_at_once(tiny_model_dir, t
     write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
     run = tmp_path / "run"
     with lock_holder(run) as holder:
-        assert main(["pipeline", str(_pipeline_recipe(tmp_path, tiny_model_dir("llama"), prompts))]) == 2
+        assert main(["pipeline", str(pipeline_recipe(tmp_path, tiny_model_dir("llama"), prompts))]) == 2
         err = capsys.readouterr().err
         assert f"simpo: error: {run} is being written by pid {holder.pid} on " in err, err
         assert [path.name for path in run.iterdir()] == [".simpo-lock"]
@@ -196,7 +179,7 @@ def test_a_failed_run_keeps_its_stage_seconds_and_each_run_is_an_entry(tiny_mode
     prompts = tmp_path / "prompts"
     write_jsonl(prompts / "train.jsonl", make_prompts(4, seed=3))
     write_jsonl(prompts / "test.jsonl", make_prompts(2, seed=4))
-    recipe = str(_pipeline_recipe(tmp_path, tiny_model_dir("llama"), prompts))
+    recipe = str(pipeline_recipe(tmp_path, tiny_model_dir("llama"), prompts))
     record = tmp_path / "run" / "pipeline.json"
 
     def run_annotate(config):

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from helpers import write_jsonl
+from helpers import pipeline_recipe, write_jsonl
 from safetensors.torch import load_file
 
 from simpo.cli import main
@@ -21,24 +21,11 @@ from simpo.data.bundled import make_prompts
 from simpo.errors import RecipeError
 from simpo.stages.shards import ShardedOutput, read_stage
 
-SEEDS = [1, 2, 3, 4]
-
 
 def _recipe(tmp_path, model, prompts, **extra):
-    recipe = {
-        "model_name_or_path": str(model), "run_dir": str(tmp_path / "run"), "rounds": 2, "prompts_per_round": "split",
-        "generate": {"prompts": str(prompts), "seeds": SEEDS, "max_new_tokens": 8, "batch_size": 8, "shard_size": 4},
-        # A tiny random model rarely writes the right number; a word limit (its 8 tokens make 4 to 8 words) separates its responses.
-        "annotate": {"rewards": [{"type": "numeric_answer"}, {"type": "constraints"}]},
-        "binarize": {"test_size": 0},
-        "evaluate": {"max_new_tokens": 8},
-        "eval": {"benchmarks": []},
-        "max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size": 2, "max_steps": 2,
-        "learning_rate": 1e-3, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, **extra,
-    }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    # A tiny random model rarely writes the right number; a word limit (its 8 tokens make 4 to 8 words) separates its responses.
+    return pipeline_recipe(tmp_path, model, prompts, rounds=2, prompts_per_round="split", binarize={"test_size": 0},
+                           annotate={"rewards": [{"type": "numeric_answer"}, {"type": "constraints"}]}, **extra)
 
 
 @pytest.fixture(scope="module")

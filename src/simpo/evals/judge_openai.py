@@ -198,10 +198,11 @@ class OpenAIJudge(Judge):
         question, category, answer_a, answer_b = game
         messages = arena_hard_messages(question, category, answer_a, answer_b)
         version = version_of_category(category)
+        limit = min(JUDGE_MAX_TOKENS[version], self.max_tokens or JUDGE_MAX_TOKENS[version])
         if version == V01:
             judgment, verdict = "", None
             for attempt in range(V01_JUDGE_ATTEMPTS):
-                text = self._judgment(messages, min(JUDGE_MAX_TOKENS[version], self.max_tokens or JUDGE_MAX_TOKENS[version]))
+                text = self._judgment(messages, limit)
                 if text is None:
                     return None
                 judgment += "\n" + text
@@ -212,7 +213,7 @@ class OpenAIJudge(Judge):
                 self.count("asked_again")
                 messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": _FINISH}]
         else:
-            text = self._judgment(messages, min(JUDGE_MAX_TOKENS[version], self.max_tokens or JUDGE_MAX_TOKENS[version]))
+            text = self._judgment(messages, limit)
             if text is None:
                 return None
             verdict = canonical_verdict(parse_arena_hard_verdict(text))  # a mirrored label scores as its canonical one

@@ -12,11 +12,11 @@ the usable prompts, so no prompt is sampled in two rounds; under `same`, every r
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from ..config.pipeline import Pipeline
 from ..config.recipe import build_recipe
+from ..training.curves import save_figure
 
 FIGURE = "rounds.png"
 
@@ -93,7 +93,6 @@ def rounds_table(records: list[dict]) -> str:
 
 def write_rounds_figure(records: list[dict], target: Path) -> Path:
     """`rounds.png`: each round's numbers against the round, written whole (temporary file, rename)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -116,8 +115,4 @@ def write_rounds_figure(records: list[dict], target: Path) -> Path:
                 ax.plot(*zip(*points), "o-", color=colors.get(key, "tab:blue"), label=key.split("_")[0] if len(keys) > 1 else None)
         if len(keys) > 1:
             ax.legend(fontsize=8)
-    FigureCanvasAgg(figure)
-    partial = target.with_name("partial-" + target.name)
-    figure.savefig(partial, format="png", dpi=100)
-    os.replace(partial, target)
-    return target
+    return save_figure(figure, target)

@@ -45,6 +45,7 @@ from ..config.recipe import ALIASES, PIPELINE_KEYS, TRAINING, Recipe, load_recip
 from ..config.types import convert
 from ..data.sources import split_role
 from ..errors import DataError, RecipeError, TrainingError, read_json
+from ..training.curves import save_figure
 from ..training.run_folder import RECIPE_FILE, check_output_dir, holds_run, recipe_text
 from ..training.run_info import RUN_INFO
 from .lock import folder_lock
@@ -316,7 +317,6 @@ def _write_report(sweep: Sweep, table: str, seconds: float, trained: int) -> Non
 def write_figure(rows: list[dict], axes: dict[str, list[str]], target: Path) -> Path:
     """`sweep.png`: each number against the first swept key's values, one line per combination of the
     others; written whole (temporary file, rename)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     panels = [(title, key) for title, key in PANELS if any(row.get(key) is not None for row in rows)]
@@ -342,8 +342,4 @@ def write_figure(rows: list[dict], axes: dict[str, list[str]], target: Path) -> 
                 ax.plot(*zip(*points), "o-", label=label or None)
         if others:
             ax.legend(fontsize=8)
-    FigureCanvasAgg(figure)
-    partial = target.with_name("partial-" + target.name)
-    figure.savefig(partial, format="png", dpi=100)
-    os.replace(partial, target)
-    return target
+    return save_figure(figure, target)

@@ -85,8 +85,6 @@ def _draw(series: dict[str, tuple[list[int], list[float]]], title: str):
 def write_curves(output_dir: str | Path) -> Path | None:
     """Draw `output_dir/trainer_state.json`'s log into `output_dir/training_curves.png`; None, with a
     warning, when there is no log or nothing in it to draw."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     output_dir = Path(output_dir)
     state_path = output_dir / "trainer_state.json"
     if not state_path.is_file():
@@ -97,10 +95,16 @@ def write_curves(output_dir: str | Path) -> Path | None:
     if not series:
         logger.warning("no training curves: %s logs none of %s", state_path, ", ".join(key for _, keys in PANELS for key in keys))
         return None
-    figure = _draw(series, f"{output_dir.parent.name}/{output_dir.name}: {state.get('global_step', '?')} steps")
+    return save_figure(_draw(series, f"{output_dir.parent.name}/{output_dir.name}: {state.get('global_step', '?')} steps"),
+                       output_dir / FILENAME)
+
+
+def save_figure(figure, target: Path) -> Path:
+    """`figure` as a PNG at `target`, written whole: into a partial file, then renamed into place."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
-    target = output_dir / FILENAME
-    partial = target.with_name("partial-" + FILENAME)  # written whole, then renamed into place
+    partial = target.with_name("partial-" + target.name)
     figure.savefig(partial, format="png", dpi=100)
     os.replace(partial, target)
     return target
