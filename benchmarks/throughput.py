@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py smollm2            # bundled SmolLM2, max_length 1024, fp32 and bf16
     python benchmarks/throughput.py gemma2-256k        # Gemma-2 config, 256,000-token vocabulary, max_length 2048
+    python benchmarks/throughput.py gemma3-270m        # the bundled Gemma-3-270M (`make gemma`), 262,144-token vocabulary, max_length 1024
 
 Each trainer runs on the same pairs, 2 per step, twice, each time in a fresh process: once timed
 and once for its peak memory (the sampler would slow the timed run). Trainers: `simpo` (defaults:
@@ -42,7 +43,9 @@ SETTINGS = {
     # model: (max_length, prompt median, response median, prompt cap, response cap, steps, activation checkpointing)
     "smollm2": (1024, 120, 250, 450, 480, 8, False),
     "gemma2-256k": (2048, 400, 1000, 900, 1050, 2, True),  # checkpointing as in the official recipes
+    "gemma3-270m": (1024, 120, 250, 450, 480, 4, False),
 }
+BUNDLED = {"smollm2": "smollm2-135m-instruct", "gemma3-270m": "gemma3-270m"}
 
 
 def device() -> str:
@@ -66,20 +69,23 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
     return 2 * size**3 / best
 
 
-def tokenizer_dir() -> Path:
+def tokenizer_dir(name: str = "smollm2") -> Path:
+    """The bundled model folder whose tokenizer a benchmark model uses (SmolLM2's for the Gemma-2 config)."""
     from simpo.models.bundled import bundled_model_dir
 
-    return bundled_model_dir("smollm2-135m-instruct")
+    return bundled_model_dir(BUNDLED.get(name, "smollm2-135m-instruct"))
 
 
 def build_model(name: str, model_dir: str | None):
     from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    if name == "smollm2":
-        folder = Path(model_dir) if model_dir else tokenizer_dir()
+    if name in BUNDLED:
+        folder = Path(model_dir) if model_dir else tokenizer_dir(name)
         if (folder / "model.safetensors").exists():
             return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        if name == "gemma3-270m":
+            raise SystemExit(f"{folder} holds no weights: `make gemma` converts the bundled Gemma-3-270M")
         return LlamaForCausalLM(LlamaConfig.from_pretrained(folder))  # same shapes, random weights (GPU box)
     config = Gemma2Config(
         vocab_size=256000, hidden_size=256, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=4,
@@ -175,7 +181,7 @@ def worker(options) -> dict:
 
     max_length, prompt_median, response_median, prompt_cap, response_cap, steps, checkpointing = SETTINGS[options.model]
     steps = options.steps or steps
-    tokenizer = AutoTokenizer.from_pretrained(options.model_dir or tokenizer_dir())
+    tokenizer = AutoTokenizer.from_pretrained(options.model_dir or tokenizer_dir(options.model))
     rows = uf_shaped_rows(tokenizer, 2 * steps, seed=0, prompt_median=prompt_median, response_median=response_median,
                           prompt_cap=prompt_cap, response_cap=response_cap)
     model = build_model(options.model, options.model_dir)
@@ -314,7 +320,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--trainers", default="simpo,simpo-padded,trl,trl-kept-memory")
     parser.add_argument("--steps", type=int, default=0, help="optimizer steps per trainer (0: the model's default)")
-    parser.add_argument("--model-dir", default=None, help="SmolLM2 folder (random weights when it holds only a config)")
+    parser.add_argument("--model-dir", default=None, help="the model's folder (SmolLM2: random weights when it holds only a config)")
     parser.add_argument("--memory-limit-gb", type=float, default=20.0, help="address-space cap per CPU worker")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", help=argparse.SUPPRESS)

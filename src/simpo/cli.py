@@ -18,7 +18,8 @@ COMMANDS = {  # verb: (usage, what it does)
               "train every combination of the values on the same pairs, as simpo train would, and compare them in one table"),
     "sft": ("simpo sft RECIPE.yaml [--key value ...] [--nproc N] [--dry-run]",
             "supervised fine-tuning on conversations (loss on the assistant's turns), packed; the base-model route's first step"),
-    "generate": ("simpo generate [RECIPE.yaml] [--key value ...]", "sample N responses per prompt from the policy"),
+    "generate": ("simpo generate [RECIPE.yaml] [--key value ...] [--nproc N]",
+                 "sample N responses per prompt from the policy; --nproc N: the shards shared among N processes"),
     "annotate": ("simpo annotate [RECIPE.yaml] [--key value ...]", "score every response with the recipe's rewards"),
     "binarize": ("simpo binarize [RECIPE.yaml] [--key value ...]", "best vs worst response as a preference pair, train/test split"),
     "evaluate": ("simpo evaluate [RECIPE.yaml] [--key value ...]", "greedy held-out accuracy of model_name_or_path"),
@@ -165,7 +166,9 @@ def _sft(tokens: list[str]) -> int | None:
 def _stage(name: str):
     def run(tokens: list[str]) -> None:
         from .config.pipeline import load_pipeline
+        from .training.launch import split_nproc
 
+        processes, tokens = split_nproc(tokens) if name == "generate" else (None, tokens)
         path, overrides = _split(tokens)
         if name == "pipeline" and path is None:
             raise RecipeError("simpo pipeline needs a recipe file: simpo pipeline RECIPE.yaml [--key value ...]")
@@ -176,7 +179,7 @@ def _stage(name: str):
         elif name == "generate":
             from .stages.generate import run_generate
 
-            print(run_generate(pipeline.train.model, pipeline.generate))
+            print(run_generate(pipeline.train.model, pipeline.generate, processes=processes or 1))
         elif name == "annotate":
             from .stages.annotate import run_annotate
 

@@ -2,6 +2,7 @@
 resumes after kill -9 without losing or repeating a prompt."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,3 +75,47 @@ def test_generate_killed_mid_run_resumes_without_loss_or_repeat(tiny_model_dir, 
     assert [row["row"] for row in resumed] == list(range(12))
     assert resumed == whole  # nothing lost, nothing twice, the same text as an uninterrupted run
     assert not list(out.glob("*.partial"))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_generate_nproc_writes_the_shards_of_one_process_bitwise(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # each process computes as this one does (one thread)
+    folder = tiny_model_dir("llama")
+    prompts = write_prompts(tmp_path / "prompts", train=12)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["generate", *_generate_args(folder, prompts, one, max_new_tokens=16)]) == 0
+    names = sorted(path.name for path in one.glob("shard-*.jsonl"))
+    assert len(names) == 6
+    # Two shards already written: the processes share only the four pending ones.
+    two.mkdir()
+    for name in names[:2]:
+        (two / name).write_bytes((one / name).read_bytes())
+    (two / "manifest.json").write_bytes((one / "manifest.json").read_bytes())
+    kept = {name: (two / name).stat().st_mtime_ns for name in names[:2]}
+    assert main(["generate", *_generate_args(folder, prompts, two, max_new_tokens=16), "--nproc", "2"]) == 0
+    assert sorted(path.name for path in two.glob("shard-*.jsonl")) == names
+    assert [(two / name).read_bytes() for name in names] == [(one / name).read_bytes() for name in names]
+    assert (two / "COMPLETE").read_bytes() == (one / "COMPLETE").read_bytes()
+    assert {name: (two / name).stat().st_mtime_ns for name in names[:2]} == kept
+
+
+def test_generate_nproc_process_failure_is_one_message_and_keeps_shards(tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir("llama"), model)
+    (model / "model.safetensors").write_bytes(b"not weights")  # the parent reads config and tokenizer only; each process fails to load
+    prompts = write_prompts(tmp_path / "prompts", train=8)
+    out = tmp_path / "out"
+    assert main(["generate", *_generate_args(model, prompts, out), "--nproc", "2"]) == 2
+    error = capsys.readouterr().err
+    assert f"simpo: error: model_name_or_path: the weights of {model} cannot be read" in error, error[-2000:]
+    assert "Traceback" not in error
+    assert not (out / "COMPLETE").exists() and not list(out.glob("shard-*.jsonl"))
+
+
+def test_generate_refuses_tensor_parallel_without_vllm(tiny_model_dir, tmp_path):
+    prompts = write_prompts(tmp_path / "prompts")
+    pipeline = load_pipeline(None, _generate_args(tiny_model_dir("llama"), prompts, tmp_path / "out", "--generate.backend", "transformers",
+                                                  "--generate.tensor_parallel_size", "2"))
+    with pytest.raises(RecipeError, match=r"tensor_parallel_size 2 .*--nproc N"):
+        run_generate(pipeline.train.model, pipeline.generate)
+    assert not (tmp_path / "out").exists()

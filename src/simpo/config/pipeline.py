@@ -71,6 +71,7 @@ class GenerateConfig:
     shard_size: int = recipe_key(64, "Prompts per shard, written whole when its last prompt finishes")
     backend: str = recipe_key("auto", "transformers, vllm, or auto: vllm when it is installed and a GPU is present")
     dtype: str | None = recipe_key(None, "Weights dtype while sampling: float32, bfloat16, float16, or auto (bf16 where native); unset: the recipe's torch_dtype")
+    tensor_parallel_size: int = recipe_key(1, "vllm backend: GPUs that one engine spans; `simpo generate --nproc N` runs N engines (data parallel)")
     output: str = recipe_key("", "Output folder; unset: RUN_DIR/generations")
 
     def validate(self) -> None:
@@ -88,7 +89,7 @@ class GenerateConfig:
             raise RecipeError(f"generate.temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if not 0 < _number(self.top_p, "generate.top_p") <= 1:
             raise RecipeError(f"generate.top_p must be in (0, 1], got {self.top_p}")
-        for key in ("max_new_tokens", "batch_size", "shard_size"):
+        for key in ("max_new_tokens", "batch_size", "shard_size", "tensor_parallel_size"):
             _positive_int(getattr(self, key), f"generate.{key}")
         if self.max_prompts is not None:
             _positive_int(self.max_prompts, "generate.max_prompts")

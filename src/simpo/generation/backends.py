@@ -109,14 +109,16 @@ def sampling_dtype(setting: str | None, key: str) -> str | None:
     return resolve_dtype(setting, key) if setting else None
 
 
-def open_backend(name: str, model_config, tokenizer, stop_ids: list[int], batch_size: int, dtype: str | None = None):
+def open_backend(name: str, model_config, tokenizer, stop_ids: list[int], batch_size: int, dtype: str | None = None,
+                 tensor_parallel_size: int = 1):
     """The sampling engine for the policy of `model_config`, its weights in `dtype` (a resolved
     name, see `sampling_dtype`) when given, else the recipe's torch_dtype under transformers and
-    the checkpoint's under vLLM."""
+    the checkpoint's under vLLM; vLLM's engine over `tensor_parallel_size` GPUs."""
     if pick_backend(name, model_config.model_name_or_path) == "vllm":
         from .vllm_backend import VLLMBackend
 
-        return VLLMBackend(resolve_model_path(model_config.model_name_or_path), tokenizer, dtype, model_config.trust_remote_code, stop_ids)
+        return VLLMBackend(resolve_model_path(model_config.model_name_or_path), tokenizer, dtype, model_config.trust_remote_code, stop_ids,
+                           tensor_parallel_size)
     model = load_model(model_config, dtype)
     if torch.cuda.is_available():
         model = model.to("cuda")

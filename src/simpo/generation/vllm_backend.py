@@ -43,11 +43,12 @@ def engine_options(on_gpu: bool) -> dict:
 
 
 class VLLMBackend:
-    def __init__(self, model_path: str, tokenizer, dtype: str | None, trust_remote_code: bool, stop_ids: list[int]):
+    def __init__(self, model_path: str, tokenizer, dtype: str | None, trust_remote_code: bool, stop_ids: list[int],
+                 tensor_parallel_size: int = 1):
         from vllm import LLM
 
-        self.llm = LLM(model=model_path, dtype=dtype or "auto", trust_remote_code=trust_remote_code, seed=0,
-                       generation_config="vllm", **engine_options(torch.cuda.is_available()))
+        self.llm = LLM(model=model_path, dtype=dtype or "auto", trust_remote_code=trust_remote_code, seed=0, generation_config="vllm",
+                       tensor_parallel_size=tensor_parallel_size, **engine_options(torch.cuda.is_available()))
         self.tokenizer, self.stop_ids = tokenizer, stop_ids
         self._next_id = 0
 

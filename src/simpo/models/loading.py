@@ -101,12 +101,13 @@ def load_model(config: ModelConfig, dtype: str | None = None):
     kwargs = {"dtype": DTYPES[dtype or resolve_dtype(config.torch_dtype, "torch_dtype")]}
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
-    return AutoModelForCausalLM.from_pretrained(
-        name,
-        revision=config.model_revision,
-        trust_remote_code=config.trust_remote_code,
-        **kwargs,
-    )
+    from safetensors import SafetensorError
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, revision=config.model_revision, trust_remote_code=config.trust_remote_code, **kwargs)
+    except SafetensorError as err:
+        raise RecipeError(f"model_name_or_path: the weights of {name} cannot be read ({err}); a file is damaged or cut short: "
+                          "copy, download or train the model again") from None
 
 
 def _merged(config: ModelConfig, base: str, dtype: str | None):

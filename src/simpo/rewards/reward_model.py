@@ -2,7 +2,9 @@
 
 The conversation is rendered with the reward model's own chat template and truncated to its limit
 (keeping the start); the score is `output.score` when the model returns one (ArmoRM's convention,
-with `trust_remote_code`), else the first logit.
+with `trust_remote_code`), else the first logit. The weights load in `dtype`, `auto` unless set (bf16
+where the machine computes it natively, else fp32). Rows are batched longest first: rows of like
+length pad together, and a batch too large for memory fails on the first batch rather than the last.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class RewardModel:
         trust = spec.get("trust_remote_code") is True  # only a real true: config.pipeline converts "false" to False
         check_reward_model(spec["model"], trust)
         path = resolve_model_path(spec["model"])
-        dtype = DTYPES[resolve_dtype(spec.get("dtype"), "reward_model.dtype")]
+        dtype = DTYPES[resolve_dtype(spec.get("dtype") or "auto", "reward_model.dtype")]
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype, trust_remote_code=trust).eval()
         if torch.cuda.is_available():
@@ -69,15 +71,20 @@ class RewardModel:
         return scores.float().reshape(len(batch), -1)[:, 0].tolist()
 
     def score(self, conversations: list[list[dict]]) -> list[float]:
+        """Each conversation's score, in input order; batched longest first (equal lengths in input order)."""
         ids = [self._ids(messages) for messages in conversations]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)  # stable: reverse keeps ties in input order
         pad = self.tokenizer.pad_token_id
-        scores = []
-        for start in range(0, len(ids), self.batch_size):
-            batch = ids[start : start + self.batch_size]
+        scores = [0.0] * len(ids)
+        for start in range(0, len(order), self.batch_size):
+            indices = order[start : start + self.batch_size]
+            batch = [ids[i] for i in indices]
             # Classifiers find each row's last token by the pad id; when a conversation contains
             # that id (pad == eos), padding would move its score token, so such rows go alone.
             if len(batch) > 1 and pad is not None and any(pad in row for row in batch):
-                scores += [self._forward([row])[0] for row in batch]
+                values = [self._forward([row])[0] for row in batch]
             else:
-                scores += self._forward(batch)
+                values = self._forward(batch)
+            for i, value in zip(indices, values):
+                scores[i] = value
         return scores
