@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -185,9 +186,16 @@ def main() -> None:
         for engine in options.engines.split(","):
             start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             python = str(REPO / ".venv-vllm" / "bin" / "python") if engine == "vllm" else sys.executable
-            done = subprocess.run([python, __file__, "--worker", engine, "--settings", file.name], capture_output=True,
-                                  text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            # A session of its own, killed whole when the worker exits: a process it left behind (vLLM's
+            # engine core) would take cores from the next engine.
+            done = subprocess.Popen([python, __file__, "--worker", engine, "--settings", file.name], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True)
+            done.stdout, done.stderr = done.communicate()
             seconds, used = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+            try:
+                os.killpg(done.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             if done.returncode:
                 sys.exit(f"{engine} failed:\n{done.stderr[-3000:]}")
             counted = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith('{"tokens"')))  # vLLM logs to stdout

@@ -172,13 +172,18 @@ PROMPT_TASKS = (times_table, times_table, small_sum, small_difference)
 def make_prompts(count: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
     """`count` distinct prompts with a numeric reference `answer`, none of them in `exclude`."""
     rng = random.Random(seed)
-    rows, seen = [], set(exclude)
+    rows, seen, misses = [], set(exclude), 0
     while len(rows) < count:
         task = rng.choice(PROMPT_TASKS)
         question, answer = task(rng)
-        if question not in seen:
-            seen.add(question)
-            rows.append({"prompt": question, "answer": answer, "task": task.__name__})
+        if question in seen:
+            misses += 1
+            if misses > 100_000:  # the tasks have about 720 questions in all
+                raise ValueError(f"{count} distinct prompts asked for, but only {len(rows)} are left besides the {len(exclude)} excluded")
+            continue
+        misses = 0
+        seen.add(question)
+        rows.append({"prompt": question, "answer": answer, "task": task.__name__})
     return rows
 
 
