@@ -4,7 +4,8 @@ one response per prompt and seed, each shard given back when its last response i
 - `transformers`: continuous batching (`generation.engine`): all samples of a prompt share its
   prefill, finished rows leave the batch and waiting prompts take their places, across shards;
   every sample draws from its own random stream, seeded from its seed and its prompt's tokens, so
-  the same settings give the same text on the same machine, whichever prompts shared its batch;
+  the same settings give the same text on the same machine, and in fp32 whichever prompts shared
+  its batch (bf16 kernels round differently with the batch, so there a sample can take another path);
 - `vllm` (`generation.vllm_backend`): one request per prompt and seed with `SamplingParams(seed=s)`,
   as the official scripts do; on vLLM's CPU build too (chunked prefill off there).
 

@@ -83,7 +83,7 @@ def run_generate(model_config, config: GenerateConfig, check=None, part: tuple[i
                 progress.update(prompts)
                 progress.set_postfix(tokens_per_s=f"{tokens / (time.perf_counter() - start):.0f}")
 
-            work = Work(model_config, config, backend_name, dtype, renderer.stop_ids, output, rows, prompt_ids)
+            work = Work(model_config, tokenizer, config, backend_name, dtype, renderer.stop_ids, output, rows, prompt_ids)
             processes = min(processes, len(pending))
             if processes > 1:
                 sample_in_processes(work, pending, processes, report)
@@ -102,6 +102,7 @@ class Work:
     so that a process of `--nproc N` gets it whole)."""
 
     model_config: Any
+    tokenizer: Any
     config: GenerateConfig
     backend_name: str
     dtype: str | None
@@ -113,8 +114,7 @@ class Work:
     def sample(self, pending: list[int], report) -> None:
         """Sample the shards `pending` and write each as it finishes; `report(prompts, tokens)` after each."""
         config = self.config
-        tokenizer = load_tokenizer(self.model_config)
-        backend = open_backend(self.backend_name, self.model_config, tokenizer, self.stop_ids, config.batch_size, self.dtype,
+        backend = open_backend(self.backend_name, self.model_config, self.tokenizer, self.stop_ids, config.batch_size, self.dtype,
                                config.tensor_parallel_size)
         shards = [list(self.output.shard_rows(index)) for index in pending]
         for position, responses, count in backend.sample_shards([[self.prompt_ids[i] for i in numbers] for numbers in shards], config.seeds,
