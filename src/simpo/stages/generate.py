@@ -180,7 +180,6 @@ def sample_in_processes(work: Work, pending: list[int], processes: int, report) 
         while True:
             try:
                 _handle(messages.get(timeout=1), report)
-                continue
             except queue.Empty:
                 pass
             failed = next((w for w in workers if w.exitcode not in (None, 0)), None)
