@@ -168,7 +168,9 @@ def _stage(name: str):
         from .config.pipeline import load_pipeline
         from .training.launch import split_nproc
 
-        processes, tokens = split_nproc(tokens) if name == "generate" else (None, tokens)
+        processes, tokens = split_nproc(tokens)
+        if processes is not None and name != "generate":
+            raise RecipeError(f"simpo {name} runs in one process: --nproc is for simpo train, sft and generate")
         path, overrides = _split(tokens)
         if name == "pipeline" and path is None:
             raise RecipeError("simpo pipeline needs a recipe file: simpo pipeline RECIPE.yaml [--key value ...]")

@@ -92,6 +92,11 @@ CASES += [
     Case("train-nproc-missing", ("train", "recipe.yaml", "--nproc"), "--nproc takes a number of processes, 1 or more; got ''",
          {"recipe.yaml": recipe_text(TRAIN)}),
     Case("sft-nproc-twice", ("sft", "recipe.yaml", "--nproc", "2", "--nproc=2"), "--nproc is given twice", {"recipe.yaml": "max_steps: 1\n"}),
+    Case("generate-nproc-zero", ("generate", "--generate.prompts", "p.jsonl", "--nproc", "0"), "--nproc takes a number of processes, 1 or more; got '0'",
+         {"p.jsonl": '{"prompt": "hi"}\n'}),
+    Case("annotate-nproc", ("annotate", "--nproc", "2"), "simpo annotate runs in one process: --nproc is for simpo train, sft and generate"),
+    Case("pipeline-nproc", ("pipeline", "recipe.yaml", "--nproc", "2"), "simpo pipeline runs in one process: --nproc is for simpo train, sft and generate",
+         {"recipe.yaml": "max_steps: 1\n"}),
 ]
 
 # Code that must not run without trust, and labels that must not become paths. A custom-code model
