@@ -30,6 +30,15 @@ def check_base_url(url, where: str) -> None:
         raise RecipeError(f"{where} {url!r} is not an endpoint URL; write one like https://api.openai.com/v1 or http://localhost:8000/v1")
 
 
+def check_openai_only(spec: str, settings: dict) -> None:
+    """Refuse the settings only an `openai:` judge takes (its endpoint, its judgments' cap), named by
+    their keys in `settings`, when they are set for another judge."""
+    kind, _ = judge_kind(spec)
+    for key, value in settings.items():
+        if value is not None and kind != "openai":
+            raise RecipeError(f"{key} is for openai:MODEL judges only, not {spec!r}: remove it")
+
+
 def check_judge_ready(spec: str, base_url: str | None, benchmarks, url_key: str, max_tokens: int | None = None,
                       max_tokens_key: str = "") -> None:
     """What an `openai:` judge needs before any answer is generated: an endpoint URL, and OPENAI_API_KEY
@@ -37,9 +46,7 @@ def check_judge_ready(spec: str, base_url: str | None, benchmarks, url_key: str,
     answers' cap (`max_tokens`) are for such a judge only. Nothing else is checked when no judged
     benchmark (alpaca_eval, arena_hard) runs. `url_key` and `max_tokens_key` name the keys or options in errors."""
     kind, _ = judge_kind(spec)
-    for key, value in ((url_key, base_url), (max_tokens_key, max_tokens)):
-        if value is not None and kind != "openai":
-            raise RecipeError(f"{key} is for openai:MODEL judges only, not {spec!r}: remove it")
+    check_openai_only(spec, {url_key: base_url, max_tokens_key: max_tokens})
     if base_url is not None:
         check_base_url(base_url, url_key)
     if kind != "openai" or not any(name in JUDGED_BENCHMARKS for name in benchmarks):

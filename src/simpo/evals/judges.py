@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import threading
 
-from ..config.judge import judge_kind
+from ..config.judge import check_openai_only, judge_kind
 from ..errors import RecipeError
 
 # requests: judgments asked (the OpenAI judge: HTTP requests sent, retries included); retries;
@@ -105,9 +105,7 @@ def open_judge(spec: str, base_url: str | None = None, dtype: str | None = None,
         from .judge_openai import OpenAIJudge
 
         return OpenAIJudge(model, base_url=base_url, max_tokens=max_tokens)
-    for setting, value in (("base_url", base_url), ("max_tokens", max_tokens)):
-        if value is not None:
-            raise RecipeError(f"judge {setting} is for openai:MODEL judges only, not {spec!r}: remove it")
+    check_openai_only(spec, {"judge base_url": base_url, "judge max_tokens": max_tokens})
     if kind == "local":
         from .judge_local import LocalJudge
 

@@ -307,7 +307,7 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
         records = [{"id": record["id"], "prompt": prompt, **record} for record, prompt in zip(scored.pop("records"), answered["prompts"])]
         write_atomic(judged / "records.jsonl", "".join(json.dumps(record) + "\n" for record in records))
         protocol = {"data": label, "items": len(items), "decoding": decoding_text(**_decoding(task, options)),
-                    **({"judge": _judge_protocol(options, task.name)} if task.judged else {}), **scored.pop("protocol")}
+                    **({"judge": _judge_protocol(options, judged_settings.get("judge_max_tokens"))} if task.judged else {}), **scored.pop("protocol")}
         differ = differences(task.name, protocol)
         result = {
             "benchmark": task.name, "name": run.name, "model": run.model, "dataset": label, "n": len(items), "total": total,
@@ -333,14 +333,14 @@ def evaluate_benchmark(run: ModelRun, task, judging: Judging, label: str, items:
     return result
 
 
-def _judge_protocol(options: EvalOptions, benchmark: str) -> str:
+def _judge_protocol(options: EvalOptions, cap: int | None) -> str:
     """The judge as the protocol names it: an endpoint other than OpenAI's serves some model under that
-    name; Arena-Hard judgments capped below the official length are another judge."""
+    name; judgments capped below the official length (`cap`, Arena-Hard's) are another judge."""
     judge = options.judge
     if options.judge.startswith("openai:") and options.judge_base_url:
         judge = f"{options.judge} served at {options.judge_base_url}"
-    if benchmark == "arena_hard" and options.judge_max_tokens:
-        judge += f", judgments cut at {options.judge_max_tokens} tokens"
+    if cap:
+        judge += f", judgments cut at {cap} tokens"
     return judge
 
 

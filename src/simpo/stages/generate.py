@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import time
 from dataclasses import dataclass
@@ -159,11 +160,20 @@ def _handle(message, report) -> None:
     report(*message)
 
 
+def _drain(messages, report) -> None:
+    """Handle every message already in the queue."""
+    while True:
+        try:
+            message = messages.get_nowait()
+        except queue.Empty:
+            return
+        _handle(message, report)
+
+
 def sample_in_processes(work: Work, pending: list[int], processes: int, report) -> None:
     """The shards `pending` shared round-robin among `processes` processes, each with the model and
     its own part; a failed process stops the others, and the shards written so far stay."""
     import multiprocessing
-    import queue
 
     from accelerate.utils import patch_environment
 
@@ -185,11 +195,7 @@ def sample_in_processes(work: Work, pending: list[int], processes: int, report) 
             failed = next((w for w in workers if w.exitcode not in (None, 0)), None)
             finished = all(w.exitcode == 0 for w in workers)
             if failed or finished:  # what a process said just before it exited is in the queue by now
-                while True:
-                    try:
-                        _handle(messages.get_nowait(), report)
-                    except queue.Empty:
-                        break
+                _drain(messages, report)
             if failed:
                 raise TrainingError(f"generate: process {failed.name} of {processes} stopped (exit status {failed.exitcode}; "
                                     "its error is above); the shards written are kept: run the same command again to go on")
